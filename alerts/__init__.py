@@ -1,0 +1,1 @@
+"""Alerts: one open alert per patient and rule, routed to the right people, and the inbox."""

@@ -1,0 +1,221 @@
+"""The inbox HTTP service (contract.md): JSON API, the Swedish web page, health and metrics.
+
+Endpoints translate HTTP into calls on the stores; they hold no clinical logic. Errors are
+JSON `{"error": code, "detail": text}` with the matching status.
+"""
+
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hemmon import metrics
+from hemmon.ingest import storage as readings_store
+
+from . import storage
+from .access import Principal, TokenError, read_token
+from .lifecycle import Outcome, TransitionError
+
+Clock = Callable[[], datetime]
+Replayer = Callable[[int], dict[str, Any]]
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a stable code."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class AcknowledgeBody(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class ResolveBody(BaseModel):
+    note: str | None = Field(default=None, max_length=2000)
+    outcome: Outcome
+
+
+class SnoozeBody(BaseModel):
+    minutes: int = Field(ge=1, le=7 * 24 * 60)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+def create_app(
+    pool: ConnectionPool,
+    *,
+    secret_key: str,
+    clock: Clock,
+    ready: Callable[[], bool] = lambda: True,
+    replay: Replayer | None = None,
+) -> FastAPI:
+    """The inbox service over a connection pool; `ready` adds the pipeline's own state."""
+    app = FastAPI(title="hemmon inbox", version="1", docs_url="/api/docs", redoc_url=None)
+
+    @app.exception_handler(ApiError)
+    def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(exc.detail)},
+                            status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            {"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"},
+            status_code=422,
+        )
+
+    def db() -> Iterator[psycopg.Connection[Any]]:
+        with pool.connection() as conn:
+            yield conn
+
+    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(401, "unauthorized", "a bearer token is required")
+        try:
+            return read_token(secret_key, authorization[7:].strip())
+        except TokenError as exc:
+            raise ApiError(401, "unauthorized", str(exc)) from exc
+
+    Db = Annotated[psycopg.Connection[Any], Depends(db)]
+    Caller = Annotated[Principal, Depends(principal)]
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        try:
+            with pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            database = True
+        except Exception:
+            database = False
+        ok = database and ready()
+        return JSONResponse({"status": "ready" if ok else "not_ready", "database": database},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        try:
+            with pool.connection(timeout=2) as conn:
+                metrics.set_alert_gauges(storage.open_alert_stats(conn, clock()))
+                metrics.SILENT_DEVICES.set(storage.silent_devices(conn, clock()))
+        except Exception:  # metrics must answer even when the database does not
+            pass
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return (resources.files("hemmon.alerts") / "web" / "inbox.html").read_text("utf-8")
+
+    @app.get("/api/v1/me")
+    def me(caller: Caller) -> dict[str, Any]:
+        return {"user": caller.user, "role": caller.role, "unit": caller.unit_id,
+                "team": caller.team_id}
+
+    @app.get("/api/v1/alerts")
+    def alerts(
+        caller: Caller, conn: Db,
+        status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
+        route: Annotated[str | None, Query(pattern="^(fast_vardkontakt|mobile_team)$")] = None,
+        patient: str | None = None,
+    ) -> dict[str, Any]:
+        rows = storage.list_alerts(conn, caller, status=status, route=route, patient=patient)
+        return {"alerts": rows}
+
+    @app.get("/api/v1/alerts/{alert_id}")
+    def alert(alert_id: int, caller: Caller, conn: Db) -> dict[str, Any]:
+        try:
+            found = storage.get_alert(conn, caller, alert_id)
+        except storage.NotFound as exc:
+            raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
+        found["readings"] = readings_store.list_readings(
+            conn, found["patient_id"], found["measurement"],
+            found["opened_at"] - timedelta(days=14), None,
+        )
+        return found
+
+    def act(alert_id: int, action: str, caller: Principal, conn: psycopg.Connection[Any],
+            **kwargs: Any) -> dict[str, Any]:
+        try:
+            with conn.transaction():
+                updated = storage.transition(conn, caller, alert_id, action, clock(), **kwargs)
+        except storage.NotFound as exc:
+            raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
+        except TransitionError as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+        if action == "acknowledge":
+            metrics.ACKNOWLEDGE_SECONDS.labels(updated.level.value, updated.route.value).observe(
+                (updated.updated_at - updated.opened_at).total_seconds()
+            )
+        return updated.model_dump(mode="json")
+
+    @app.post("/api/v1/alerts/{alert_id}/acknowledge")
+    def acknowledge(alert_id: int, caller: Caller, conn: Db,
+                    body: AcknowledgeBody | None = None) -> dict[str, Any]:
+        return act(alert_id, "acknowledge", caller, conn, note=body.note if body else None)
+
+    @app.post("/api/v1/alerts/{alert_id}/resolve")
+    def resolve(alert_id: int, body: ResolveBody, caller: Caller, conn: Db) -> dict[str, Any]:
+        return act(alert_id, "resolve", caller, conn, note=body.note, outcome=body.outcome)
+
+    @app.post("/api/v1/alerts/{alert_id}/snooze")
+    def snooze(alert_id: int, body: SnoozeBody, caller: Caller, conn: Db) -> dict[str, Any]:
+        until = clock() + timedelta(minutes=body.minutes)
+        return act(alert_id, "snooze", caller, conn, note=body.note, snooze_until=until)
+
+    @app.get("/api/v1/patients/{patient_id}/readings")
+    def readings(
+        patient_id: str, caller: Caller, conn: Db, type: str | None = None,
+        since: datetime | None = None, until: datetime | None = None,
+    ) -> dict[str, Any]:
+        allowed = storage.may_see_patient(conn, caller, patient_id)
+        if allowed is None:
+            raise ApiError(404, "not_found", f"no patient {patient_id}")
+        if not allowed:
+            raise ApiError(403, "forbidden", "this patient is not in your unit or team")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise ApiError(422, "invalid_request", f"{name}: give a time with an offset")
+        return {"patient_id": patient_id,
+                "readings": readings_store.list_readings(conn, patient_id, type, since, until)}
+
+    def admin_only(caller: Principal) -> None:
+        if caller.role != "admin":
+            raise ApiError(403, "forbidden", "rejections are for administrators")
+
+    @app.get("/api/v1/rejections")
+    def rejections(caller: Caller, conn: Db) -> dict[str, Any]:
+        admin_only(caller)
+        return {"rejections": readings_store.list_rejections(conn)}
+
+    @app.post("/api/v1/rejections/{rejection_id}/replay")
+    def replay_rejection(rejection_id: int, caller: Caller) -> dict[str, Any]:
+        admin_only(caller)
+        if replay is None:
+            raise ApiError(409, "conflict", "this service does not replay messages")
+        try:
+            return replay(rejection_id)
+        except LookupError as exc:
+            raise ApiError(404, "not_found", f"no rejection {rejection_id}") from exc
+
+    return app

@@ -1,0 +1,253 @@
+"""Alerts and their history in PostgreSQL. The lifecycle rules themselves are in lifecycle.py.
+
+`apply_findings` runs inside the caller's transaction, together with the readings the
+findings came from: either both are stored or neither is, so a redelivered message that
+finds its readings already stored adds no occurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from hemmon.rules.evaluate import Finding
+
+from .access import Principal
+from .lifecycle import Alert, Outcome, Status, TransitionError, acknowledge, apply_finding, resolve
+from .routing import CareTeam
+
+Connection = psycopg.Connection[Any]
+SYSTEM = "hemmon"
+
+_ALERT_COLUMNS = (
+    "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
+    " updated_at, occurrences, last_value, last_measured_at, explanation"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    alert: Alert
+    opened: bool
+    finding: Finding
+
+
+class NotFound(LookupError):
+    """No such alert, or not one the caller may see."""
+
+
+def _alert(row: Mapping[str, Any]) -> Alert:
+    return Alert.model_validate({k: row[k] for k in Alert.model_fields if k in row})
+
+
+def _open_alert(conn: Connection, patient_id: str, rule: str) -> Alert | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts"
+            " WHERE patient_id = %s AND rule = %s AND status <> 'resolved' FOR UPDATE",
+            (patient_id, rule),
+        )
+        row = cur.fetchone()
+    return _alert(row) if row else None
+
+
+def _event(
+    conn: Connection, alert_id: int, at: datetime, actor: str, action: str,
+    *, level: str | None = None, value: float | None = None,
+    measured_at: datetime | None = None, note: str | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO alert_events (alert_id, at, actor, action, level, value, measured_at, note)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (alert_id, at, actor, action, level, value, measured_at, note),
+    )
+
+
+def apply_findings(
+    conn: Connection, findings: Sequence[Finding], teams: Mapping[str, CareTeam], now: datetime
+) -> list[AlertChange]:
+    """Open or update one alert per patient and rule for each finding, oldest first."""
+    changes = []
+    for finding in sorted(findings, key=lambda f: f.measured_at):
+        team = teams[finding.patient_id]
+        current = _open_alert(conn, finding.patient_id, finding.rule_key)
+        alert = apply_finding(current, finding, team, now)
+        if current is None:
+            row = conn.execute(
+                "INSERT INTO alerts (patient_id, rule, rule_version, measurement, level, route,"
+                " status, opened_at, updated_at, occurrences, last_value, last_measured_at,"
+                " explanation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
+                (alert.patient_id, alert.rule, alert.rule_version, alert.measurement.value,
+                 alert.level.value, alert.route.value, alert.status.value, alert.opened_at,
+                 alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
+                 alert.explanation),
+            ).fetchone()
+            assert row is not None
+            alert = alert.model_copy(update={"id": row[0]})
+            action = "opened"
+        else:
+            conn.execute(
+                "UPDATE alerts SET rule_version = %s, level = %s, route = %s, status = %s,"
+                " updated_at = %s, occurrences = %s, last_value = %s, last_measured_at = %s,"
+                " explanation = %s WHERE id = %s",
+                (alert.rule_version, alert.level.value, alert.route.value, alert.status.value,
+                 alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
+                 alert.explanation, alert.id),
+            )
+            action = "occurred"
+        assert alert.id is not None
+        _event(conn, alert.id, now, SYSTEM, action, level=finding.level.value,
+               value=finding.value, measured_at=finding.measured_at)
+        changes.append(AlertChange(alert=alert, opened=current is None, finding=finding))
+    return changes
+
+
+def _scope(principal: Principal) -> sql.Composable:
+    if principal.role == "admin":
+        return sql.SQL("true")
+    if principal.role == "nurse":
+        return sql.SQL("p.unit_id = {}").format(sql.Literal(principal.unit_id))
+    return sql.SQL("p.mobile_team_id = {}").format(sql.Literal(principal.team_id))
+
+
+def may_see_patient(conn: Connection, principal: Principal, patient_id: str) -> bool | None:
+    """True or False for a known patient; None when there is no such patient."""
+    query = sql.SQL("SELECT {} FROM patients p WHERE p.id = %s").format(_scope(principal))
+    row = conn.execute(query, (patient_id,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def list_alerts(
+    conn: Connection,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    route: str | None = None,
+    patient: str | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Alerts the caller may see, most urgent first: red before yellow, then oldest first."""
+    statuses = [status] if status else ["open", "acknowledged"]
+    query = sql.SQL(
+        "SELECT a.id, a.patient_id, a.rule, a.rule_version, a.measurement, a.level, a.route,"
+        " a.status, a.opened_at, a.updated_at, a.occurrences, a.last_value,"
+        " a.last_measured_at, a.explanation, a.snoozed_until, p.unit_id"
+        " FROM alerts a JOIN patients p ON p.id = a.patient_id"
+        " WHERE {scope} AND a.status = ANY(%s) AND (%s::text IS NULL OR a.route = %s)"
+        " AND (%s::text IS NULL OR a.patient_id = %s)"
+        " ORDER BY (a.level = 'red') DESC, a.opened_at ASC LIMIT %s"
+    ).format(scope=_scope(principal))
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, (statuses, route, route, patient, patient, limit))
+        return cur.fetchall()
+
+
+def get_alert(conn: Connection, principal: Principal, alert_id: int) -> dict[str, Any]:
+    """One alert with its history; NotFound if missing or not the caller's to see."""
+    rows = list_alerts_by_id(conn, principal, alert_id)
+    if not rows:
+        raise NotFound(f"alert {alert_id}")
+    alert = rows[0]
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT at, actor, action, level, value, measured_at, note FROM alert_events"
+            " WHERE alert_id = %s ORDER BY at, id",
+            (alert_id,),
+        )
+        alert["history"] = cur.fetchall()
+    return alert
+
+
+def list_alerts_by_id(conn: Connection, principal: Principal, alert_id: int) -> list[dict[str, Any]]:
+    query = sql.SQL(
+        "SELECT a.*, p.unit_id FROM alerts a JOIN patients p ON p.id = a.patient_id"
+        " WHERE a.id = %s AND {scope}"
+    ).format(scope=_scope(principal))
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, (alert_id,))
+        return cur.fetchall()
+
+
+def transition(
+    conn: Connection,
+    principal: Principal,
+    alert_id: int,
+    action: str,
+    now: datetime,
+    *,
+    note: str | None = None,
+    outcome: Outcome | None = None,
+    snooze_until: datetime | None = None,
+) -> Alert:
+    """Acknowledge, resolve or snooze; TransitionError when the status does not allow it."""
+    rows = list_alerts_by_id(conn, principal, alert_id)
+    if not rows:
+        raise NotFound(f"alert {alert_id}")
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
+        row = cur.fetchone()
+    assert row is not None
+    current = _alert(row)
+    actor = principal.user
+    if action == "acknowledge":
+        alert = acknowledge(current, now)
+        conn.execute(
+            "UPDATE alerts SET status = %s, updated_at = %s, acknowledged_at = %s,"
+            " acknowledged_by = %s WHERE id = %s",
+            (alert.status.value, now, now, actor, alert_id),
+        )
+    elif action == "resolve":
+        alert = resolve(current, now)
+        conn.execute(
+            "UPDATE alerts SET status = %s, updated_at = %s, resolved_at = %s, resolved_by = %s,"
+            " outcome = %s WHERE id = %s",
+            (alert.status.value, now, now, actor, outcome.value if outcome else None, alert_id),
+        )
+    elif action == "snooze":
+        if current.status is Status.RESOLVED:
+            raise TransitionError("a resolved alert cannot be snoozed")
+        alert = current.model_copy(update={"updated_at": now})
+        conn.execute(
+            "UPDATE alerts SET snoozed_until = %s, updated_at = %s WHERE id = %s",
+            (snooze_until, now, alert_id),
+        )
+    else:
+        raise ValueError(f"unknown action {action}")
+    detail = note or ""
+    if outcome is not None:
+        detail = f"{outcome.value}: {detail}".rstrip(": ")
+    if snooze_until is not None:
+        detail = f"till {snooze_until.isoformat()} {detail}".strip()
+    _event(conn, alert_id, now, actor, action, note=detail or None)
+    return alert
+
+
+def open_alert_stats(conn: Connection, now: datetime) -> list[tuple[str, str, int, float]]:
+    """(level, route, open count, oldest unacknowledged age in seconds) for the gauges."""
+    rows = conn.execute(
+        "SELECT level, route, count(*),"
+        " coalesce(extract(epoch FROM %s - min(opened_at) FILTER (WHERE status = 'open')), 0)"
+        " FROM alerts WHERE status <> 'resolved' GROUP BY level, route",
+        (now,),
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+
+SILENT_AFTER_HOURS = 48
+
+
+def silent_devices(conn: Connection, now: datetime) -> int:
+    """Devices with no reading measured in the last 48 hours (or none at all)."""
+    row = conn.execute(
+        "SELECT count(*) FROM devices d WHERE NOT EXISTS (SELECT 1 FROM readings r"
+        " WHERE r.device_id = d.id AND r.measured_at > %s - make_interval(hours => %s))",
+        (now, SILENT_AFTER_HOURS),
+    ).fetchone()
+    return int(row[0]) if row else 0

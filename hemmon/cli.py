@@ -1,0 +1,235 @@
+"""The `hemmon` command (contract.md). Translates arguments into calls; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from .roster import RosterError
+from .settings import Settings, SettingsError, load_settings, mqtt_address
+
+log = logging.getLogger("hemmon")
+
+
+def _normalise(args: argparse.Namespace) -> int:
+    from hemmon.ingest.model import Device, SourceFormat
+    from hemmon.ingest.normalise import normalise
+    from hemmon.ingest.topics import readings_topic
+
+    fmt = SourceFormat(args.format)
+    device = Device(id="cli-device", patient_id="cli-patient", format=fmt)
+    status = 0
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"hemmon: cannot read {name}: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        result = normalise(raw, topic=readings_topic(device.id, fmt.value),
+                           devices={device.id: device}, received_at=datetime.now(UTC))
+        for r in result.readings:
+            print(json.dumps({"kind": "reading", "file": name, "type": r.type.value,
+                              "value": r.value, "unit": r.unit,
+                              "measured_at": r.measured_at.isoformat(), "manual": r.manual,
+                              "key": r.key}, ensure_ascii=False))
+        for j in result.rejections:
+            print(json.dumps({"kind": "rejection", "file": name, "reason": j.reason.value,
+                              "detail": j.detail}, ensure_ascii=False))
+    return status
+
+
+def _migrate(settings: Settings) -> int:
+    from .db import migrate
+
+    applied = migrate(settings.require_database_url())
+    print(f"schema up to date ({len(applied)} migration(s) applied)")
+    return 0
+
+
+def _roster_load(settings: Settings, args: argparse.Namespace) -> int:
+    from .db import connect
+    from .roster import load_roster, read_roster
+
+    roster = read_roster(Path(args.file))
+    with connect(settings.require_database_url()) as conn:
+        result = load_roster(conn, roster, actor=args.actor, reason=args.reason,
+                             now=datetime.now(UTC))
+    print(f"roster loaded: {len(roster.patients)} patients, {result.changed_rows} rows changed,"
+          f" {result.new_rule_versions} new rule versions")
+    return 0
+
+
+def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from hemmon.alerts.access import Principal, create_token
+
+    from .db import connect
+    from .roster import clinician_unit, team_exists
+
+    secret = settings.require_secret_key()
+    unit = team = None
+    if args.role in ("nurse", "mobile_team"):
+        with connect(settings.require_database_url()) as conn:
+            if args.role == "nurse":
+                unit = clinician_unit(conn, args.user)
+                if unit is None:
+                    raise SettingsError(f"--user {args.user}: no such clinician in the roster")
+            else:
+                team = args.team
+                if not team or not team_exists(conn, team):
+                    raise SettingsError(f"--team {team}: a mobile_team token needs a roster team")
+    principal = Principal(user=args.user, role=args.role, unit_id=unit, team_id=team)
+    print(create_token(secret, principal, lifetime=timedelta(days=args.days)))
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    from .service import Service, ServiceConfig
+
+    service = Service(ServiceConfig(
+        database_url=settings.require_database_url(),
+        mqtt=mqtt_address(settings.mqtt_url),
+        secret_key=settings.require_secret_key(),
+        http_host=settings.http_host,
+        http_port=settings.http_port,
+        batch_max=settings.batch_max,
+        batch_wait_ms=settings.batch_wait_ms,
+    ))
+    service.start()
+    try:
+        service.serve(lambda: log.info("hemmon running: inbox on http://%s:%d/",
+                                       settings.http_host, settings.http_port))
+    finally:
+        service.stop()
+    return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from .simulator import roster_for, run_simulation, virtual_patients
+
+    patients = virtual_patients(args.patients, prefix=args.prefix,
+                                deteriorating=args.deteriorate, seed=args.seed)
+    if args.roster_out:
+        Path(args.roster_out).write_text(
+            yaml.safe_dump(roster_for(patients), allow_unicode=True, sort_keys=False),
+            encoding="utf-8",
+        )
+        print(f"roster for {len(patients)} virtual patients written to {args.roster_out}")
+        if args.sessions == 0:
+            return 0
+    spacing = timedelta(hours=args.spacing_hours)
+    start = datetime.now(UTC) - spacing * max(args.sessions - 1, 0)
+    sent = run_simulation(mqtt_address(settings.mqtt_url), patients, sessions=args.sessions,
+                          start=start, spacing=spacing, rate=args.rate, seed=args.seed,
+                          progress=not args.quiet)
+    print(f"{sent} messages published")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(http_port=args.http_port, broker=args.broker)
+
+
+def _not_yet(args: argparse.Namespace) -> int:
+    print(f"hemmon {args.command}: the distributed runner is not in this version yet;"
+          " use `hemmon run` (single process)", file=sys.stderr)
+    return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hemmon", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="everything on this machine, with demo patients")
+    demo.add_argument("--http-port", type=int, default=None)
+    demo.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
+    sub.add_parser("run", help="the single-process pipeline and inbox")
+    for role in ("bridge", "worker", "alerts"):
+        sub.add_parser(role, help="distributed role (not in this version yet)")
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    roster = sub.add_parser("roster", help="the roster of units, staff, patients, devices")
+    roster_sub = roster.add_subparsers(dest="roster_command", required=True)
+    load = roster_sub.add_parser("load", help="load a roster YAML file (idempotent)")
+    load.add_argument("file")
+    load.add_argument("--actor", default="roster-file")
+    load.add_argument("--reason", default="roster loaded from file")
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a signed API token")
+    create.add_argument("--user", required=True)
+    create.add_argument("--role", required=True, choices=("nurse", "mobile_team", "admin"))
+    create.add_argument("--team")
+    create.add_argument("--days", type=int, default=30)
+    simulate = sub.add_parser("simulate", help="publish readings of virtual patients")
+    simulate.add_argument("--patients", type=int, default=10)
+    simulate.add_argument("--sessions", type=int, default=3,
+                          help="measurement sessions per patient")
+    simulate.add_argument("--spacing-hours", type=float, default=12.0)
+    simulate.add_argument("--deteriorate", type=int, default=1,
+                          help="how many patients get worse")
+    simulate.add_argument("--rate", type=float, default=None, help="messages per second")
+    simulate.add_argument("--prefix", default="sim")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--roster-out", help="also write a roster for these patients")
+    simulate.add_argument("--quiet", action="store_true")
+    normalise = sub.add_parser("normalise", help="print readings and rejections of files")
+    normalise.add_argument("--format", required=True,
+                           choices=("native", "fhir", "omh", "withings", "ihealth"))
+    normalise.add_argument("files", nargs="+")
+    return top
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # uvicorn re-raises the signal after its own shutdown; exiting this way (rather than
+    # by the default action) lets every cleanup run: brokers, databases, temp files.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        settings = load_settings()
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        match args.command:
+            case "normalise":
+                return _normalise(args)
+            case "demo":
+                return _demo(args)
+            case "migrate":
+                return _migrate(settings)
+            case "roster":
+                return _roster_load(settings, args)
+            case "token":
+                return _token_create(settings, args)
+            case "run":
+                return _run(settings)
+            case "simulate":
+                return _simulate(settings, args)
+            case _:
+                return _not_yet(args)
+    except (SettingsError, RosterError) as exc:
+        print(f"hemmon: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:
+        print(f"hemmon: cannot connect to the MQTT broker at HEMMON_MQTT_URL: {exc}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""PostgreSQL connections and the schema migrations (`hemmon migrate`).
+
+Migrations are the numbered SQL files in hemmon/migrations, applied in order, each in its
+own transaction, under an advisory lock so that two services starting at once do not race.
+Where the timescaledb extension is available, readings become a hypertable; otherwise the
+same schema runs on plain PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from .settings import SettingsError, redact
+
+log = logging.getLogger(__name__)
+
+_LOCK_ID = 0x68656D6D6F6E  # "hemmon"
+
+
+class DatabaseUnavailable(SettingsError):
+    """The database named by HEMMON_DATABASE_URL cannot be reached or used."""
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """One connection; an unreachable database raises DatabaseUnavailable naming the setting."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at HEMMON_DATABASE_URL ({redact(url)}): {reason}"
+        ) from exc
+
+
+def open_pool(url: str, *, max_size: int = 8) -> ConnectionPool:
+    """A pool, opened and checked: fails at start, naming the setting, when unreachable."""
+    connect(url).close()
+    pool = ConnectionPool(url, min_size=1, max_size=max_size, open=False,
+                          kwargs={"connect_timeout": 10})
+    pool.open(wait=True, timeout=15)
+    return pool
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = resources.files("hemmon") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def migrate(url: str) -> list[str]:
+    """Apply the migrations not applied yet; returns their names. Idempotent."""
+    applied: list[str] = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, name, sql in _migrations():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                applied.append(name)
+                log.info("applied migration %s", name)
+            if timescale_available(conn):
+                _timescale(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    return applied
+
+
+def _timescale(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Readings as a hypertable where the extension exists (a no-op when it already is)."""
+    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    conn.execute(
+        "SELECT create_hypertable('readings', by_range('measured_at', INTERVAL '7 days'),"
+        " if_not_exists => true, migrate_data => true)"
+    )

@@ -1,0 +1,76 @@
+"""Every Prometheus metric hemmon exposes, in one documented list.
+
+Names carry the `hemmon_` prefix and base units; counters end in `_total`, durations in
+`_seconds`. Labels take values from fixed lists only (format, type, reason, level,
+route): never a patient, a device or a topic.
+
+| metric | kind | labels | meaning |
+|---|---|---|---|
+| hemmon_messages_received_total | counter | format | device messages taken from MQTT |
+| hemmon_readings_accepted_total | counter | type | new readings stored (duplicates excluded) |
+| hemmon_readings_duplicate_total | counter | | readings already stored (a redelivery) |
+| hemmon_rejections_total | counter | reason | new rejections kept |
+| hemmon_alerts_opened_total | counter | level, route | alerts opened |
+| hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
+| hemmon_escalations_total | counter | | alerts moved to the mobile team for lack of acknowledgement |
+| hemmon_reading_stored_seconds | histogram | | receipt -> reading committed |
+| hemmon_alert_opened_seconds | histogram | | receipt -> alert committed |
+| hemmon_acknowledge_seconds | histogram | level, route | alert opened -> acknowledged |
+| hemmon_batch_seconds | histogram | | one pipeline batch, normalise to commit |
+| hemmon_open_alerts | gauge | level, route | alerts open or acknowledged (read at scrape) |
+| hemmon_oldest_unacknowledged_alert_seconds | gauge | level, route | age of the oldest open alert |
+| hemmon_silent_devices | gauge | | devices past their expected interval (issue 6) |
+| hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+disable_created_metrics()
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+ACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+
+MESSAGES_RECEIVED = Counter(
+    "hemmon_messages_received", "Device messages taken from MQTT", ["format"]
+)
+READINGS_ACCEPTED = Counter("hemmon_readings_accepted", "New readings stored", ["type"])
+READINGS_DUPLICATE = Counter("hemmon_readings_duplicate", "Readings that were already stored")
+REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["reason"])
+ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts opened", ["level", "route"])
+ALERT_UPDATES = Counter("hemmon_alert_updates", "Occurrences added to open alerts", ["level"])
+ESCALATIONS = Counter("hemmon_escalations", "Alerts escalated to the mobile team")
+READING_STORED_SECONDS = Histogram(
+    "hemmon_reading_stored_seconds", "Receipt to reading committed", buckets=LATENCY_BUCKETS
+)
+ALERT_OPENED_SECONDS = Histogram(
+    "hemmon_alert_opened_seconds", "Receipt to alert committed", buckets=LATENCY_BUCKETS
+)
+ACKNOWLEDGE_SECONDS = Histogram(
+    "hemmon_acknowledge_seconds", "Alert opened to acknowledged", ["level", "route"],
+    buckets=ACK_BUCKETS,
+)
+BATCH_SECONDS = Histogram(
+    "hemmon_batch_seconds", "One pipeline batch, normalise to commit", buckets=LATENCY_BUCKETS
+)
+OPEN_ALERTS = Gauge("hemmon_open_alerts", "Alerts not resolved", ["level", "route"])
+OLDEST_UNACKNOWLEDGED = Gauge(
+    "hemmon_oldest_unacknowledged_alert_seconds", "Age of the oldest open alert",
+    ["level", "route"],
+)
+SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected interval")
+MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
+
+LEVELS = ("yellow", "red")
+ROUTES = ("fast_vardkontakt", "mobile_team")
+
+
+def set_alert_gauges(stats: list[tuple[str, str, int, float]]) -> None:
+    """Set the open-alert gauges from (level, route, count, oldest age) rows; zero the rest."""
+    seen = {(level, route): (count, age) for level, route, count, age in stats}
+    for level in LEVELS:
+        for route in ROUTES:
+            count, age = seen.get((level, route), (0, 0.0))
+            OPEN_ALERTS.labels(level, route).set(count)
+            OLDEST_UNACKNOWLEDGED.labels(level, route).set(age)

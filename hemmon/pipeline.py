@@ -1,0 +1,182 @@
+"""One batch of device messages through the core: normalise, store, evaluate, alert.
+
+The batch is committed in one transaction: readings, rejections and the alerts that new
+readings open or update. Only readings that were not stored before are evaluated for
+alerts, so a redelivered message changes nothing. The caller acknowledges the messages to
+the broker only after `process` returns, and then publishes the feedback.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from hemmon import metrics
+from hemmon.alerts.feedback import Feedback, feedback_for
+from hemmon.alerts.storage import apply_findings
+from hemmon.ingest.model import Normalised, Reading
+from hemmon.ingest.normalise import normalise
+from hemmon.ingest.storage import (
+    get_rejection,
+    identity,
+    mark_replayed,
+    store_readings,
+    store_rejections,
+)
+from hemmon.ingest.topics import TopicError, parse_readings_topic
+from hemmon.rules.evaluate import Finding, evaluate
+
+from .roster import RosterSnapshot, read_snapshot, roster_revision
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A device message as taken from the broker."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    token: Any = None
+    """The transport's handle for acknowledging it (MQTT: packet id and session)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Feedback to publish to one device."""
+
+    device_id: str
+    feedback: Feedback
+
+
+class Pipeline:
+    """The core wired to one database connection; not shared between threads."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        clock: Clock = utc_now,
+        reload_interval: float = 2.0,
+    ) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._reload_interval = reload_interval
+        self._snapshot: RosterSnapshot | None = None
+        self._checked = 0.0
+
+    def snapshot(self) -> RosterSnapshot:
+        """The roster, re-read when its revision has changed (checked every few seconds)."""
+        now = time.monotonic()
+        if self._snapshot is None or now - self._checked >= self._reload_interval:
+            revision = roster_revision(self._conn)
+            if self._snapshot is None or revision != self._snapshot.revision:
+                self._snapshot = read_snapshot(self._conn)
+                log.info("roster revision %d loaded: %d devices",
+                         self._snapshot.revision, len(self._snapshot.devices))
+            self._conn.commit()
+            self._checked = now
+        return self._snapshot
+
+    def _evaluate(self, snap: RosterSnapshot, reading: Reading) -> list[Finding]:
+        rules = snap.rules.get(reading.patient_id)
+        return evaluate(reading, rules.rules, rules.version) if rules else []
+
+    def process(self, messages: Sequence[Message]) -> list[Reply]:
+        """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors."""
+        started = time.perf_counter()
+        snap = self.snapshot()
+        results: list[tuple[Message, Normalised]] = [
+            (m, normalise(m.payload, topic=m.topic, devices=snap.devices,
+                          received_at=m.received_at))
+            for m in messages
+        ]
+        readings = [r for _, n in results for r in n.readings]
+        findings = {identity(r): self._evaluate(snap, r) for r in readings}
+        with self._conn.transaction():
+            new = store_readings(self._conn, readings)
+            new_rejections = store_rejections(
+                self._conn, [j for _, n in results for j in n.rejections]
+            )
+            fresh = [f for key in new for f in findings[key]]
+            changes = apply_findings(self._conn, fresh, snap.teams, self._clock())
+        committed = self._clock()
+
+        for message, _ in results:
+            metrics.MESSAGES_RECEIVED.labels(_format_label(message.topic, snap)).inc()
+        for r in readings:
+            if identity(r) in new:
+                metrics.READINGS_ACCEPTED.labels(r.type.value).inc()
+                metrics.READING_STORED_SECONDS.observe(
+                    max(0.0, (committed - r.received_at).total_seconds())
+                )
+        metrics.READINGS_DUPLICATE.inc(len(readings) - len(new))
+        for j in new_rejections:
+            metrics.REJECTIONS.labels(j.reason.value).inc()
+            log.warning("message rejected: %s (%s)", j.reason.value, j.detail)
+            log.debug("rejected message on %s: %r", j.topic, j.raw[:200])
+        received = {identity(r): r.received_at for r in readings}
+        for change in changes:
+            if change.opened:
+                metrics.ALERTS_OPENED.labels(change.alert.level.value,
+                                             change.alert.route.value).inc()
+                key = next(k for k in new if change.finding in findings[k])
+                metrics.ALERT_OPENED_SECONDS.observe(
+                    max(0.0, (committed - received[key]).total_seconds())
+                )
+            else:
+                metrics.ALERT_UPDATES.labels(change.finding.level.value).inc()
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return [reply for m, n in results if (reply := _reply(m, n, findings)) is not None]
+
+
+def _reply(
+    message: Message, normalised: Normalised, findings: dict[Any, list[Finding]]
+) -> Reply | None:
+    try:
+        device_id = parse_readings_topic(message.topic).device_id
+    except TopicError:
+        return None
+    own = [f for r in normalised.readings for f in findings.get(identity(r), [])]
+    return Reply(device_id=device_id, feedback=feedback_for(normalised, own))
+
+
+def _format_label(topic: str, snap: RosterSnapshot) -> str:
+    try:
+        parsed = parse_readings_topic(topic)
+    except TopicError:
+        return "unknown"
+    if parsed.format is not None:
+        known = {"native", "fhir", "omh", "withings", "ihealth"}
+        return parsed.format if parsed.format in known else "unknown"
+    device = snap.devices.get(parsed.device_id)
+    return device.format.value if device else "unknown"
+
+
+def replay_rejection(
+    conn: psycopg.Connection[Any], rejection_id: int, clock: Clock
+) -> dict[str, Any]:
+    """Run a kept message through the pipeline again (after a roster or code fix)."""
+    with conn.transaction():
+        row = get_rejection(conn, rejection_id)
+    if row is None:
+        raise LookupError(rejection_id)
+    now = clock()
+    pipeline = Pipeline(conn, clock=clock, reload_interval=0)
+    replies = pipeline.process([Message(row["topic"], bytes(row["raw"]), now)])
+    status = replies[0].feedback.status if replies else "rejected"
+    with conn.transaction():
+        mark_replayed(conn, rejection_id, now, status)
+    return {"id": rejection_id, "result": status}

@@ -1,0 +1,265 @@
+"""The roster: units, teams, clinicians, patients, devices and their rules (contract.md).
+
+`load_roster` upserts a roster file; loading the same file twice changes nothing (no new
+rule version, no new revision). `RosterSnapshot` is the read-only view a pipeline uses:
+device -> patient, each patient's effective rules and care team.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import psycopg
+import yaml
+from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hemmon.alerts.routing import CareTeam, OfficeHours
+from hemmon.ingest.model import Device, SourceFormat
+from hemmon.ingest.topics import valid_device_id
+from hemmon.rules.model import Rule
+from hemmon.rules.templates import GROUPS, effective_rules, parse_rules
+
+Connection = psycopg.Connection[Any]
+Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+
+
+class RosterError(ValueError):
+    """A roster file that cannot be loaded; the message names the entry."""
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class UnitEntry(_Entry):
+    id: Id
+    name: str
+    office_hours: str = "mon-fri 08:00-17:00"
+
+    @field_validator("office_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        OfficeHours.parse(value)
+        return value
+
+
+class TeamEntry(_Entry):
+    id: Id
+    name: str
+
+
+class ClinicianEntry(_Entry):
+    id: Id
+    name: str
+    unit: Id
+
+
+class DeviceEntry(_Entry):
+    id: Id
+    format: SourceFormat = SourceFormat.NATIVE
+
+
+class PatientEntry(_Entry):
+    id: Id
+    unit: Id
+    fast_vardkontakt: Id
+    mobile_team: Id | None = None
+    groups: tuple[str, ...] = ()
+    devices: tuple[DeviceEntry, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in value if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown group {unknown[0]!r} (known: {', '.join(GROUPS)})")
+        return value
+
+
+class RosterFile(_Entry):
+    units: tuple[UnitEntry, ...] = ()
+    teams: tuple[TeamEntry, ...] = ()
+    clinicians: tuple[ClinicianEntry, ...] = ()
+    patients: tuple[PatientEntry, ...] = ()
+
+
+def read_roster(path: Path) -> RosterFile:
+    """A roster file parsed and checked; raises RosterError naming the problem."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RosterError(f"{path}: {exc}") from exc
+    try:
+        roster = RosterFile.model_validate(data or {})
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise RosterError(f"{path}: {where}: {error['msg']}") from exc
+    _check_references(roster)
+    return roster
+
+
+def _check_references(roster: RosterFile) -> None:
+    units = {u.id for u in roster.units}
+    teams = {t.id for t in roster.teams}
+    clinicians = {c.id for c in roster.clinicians}
+    for c in roster.clinicians:
+        if c.unit not in units:
+            raise RosterError(f"clinician {c.id}: unit {c.unit!r} is not in units")
+    seen_devices: set[str] = set()
+    for p in roster.patients:
+        if p.unit not in units:
+            raise RosterError(f"patient {p.id}: unit {p.unit!r} is not in units")
+        if p.fast_vardkontakt not in clinicians:
+            raise RosterError(
+                f"patient {p.id}: fast_vardkontakt {p.fast_vardkontakt!r} is not a clinician"
+            )
+        if p.mobile_team and p.mobile_team not in teams:
+            raise RosterError(f"patient {p.id}: mobile_team {p.mobile_team!r} is not in teams")
+        for d in p.devices:
+            if d.id in seen_devices or not valid_device_id(d.id):
+                raise RosterError(f"patient {p.id}: device {d.id!r} is listed twice or invalid")
+            seen_devices.add(d.id)
+
+
+def _rules_json(rules: tuple[Rule, ...] | list[Rule]) -> str:
+    return json.dumps([r.model_dump(mode="json") for r in rules], sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    changed_rows: int
+    new_rule_versions: int
+
+
+def load_roster(
+    conn: Connection, roster: RosterFile, *, actor: str, reason: str, now: datetime
+) -> LoadResult:
+    """Upsert the roster in one transaction; unchanged rows and rules stay untouched."""
+    changed = 0
+    versions = 0
+    with conn.transaction():
+
+        def upsert(table: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> None:
+            nonlocal changed
+            name = sql.Identifier(table)
+            rest = [sql.Identifier(c) for c in columns[1:]]
+            query = sql.SQL(
+                "INSERT INTO {t} ({cols}) VALUES ({marks}) ON CONFLICT (id)"
+                " DO UPDATE SET {updates} WHERE {differs}"
+            ).format(
+                t=name,
+                cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                marks=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                updates=sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=c) for c in rest
+                ),
+                differs=sql.SQL(" OR ").join(
+                    sql.SQL("{t}.{c} IS DISTINCT FROM EXCLUDED.{c}").format(t=name, c=c)
+                    for c in rest
+                ),
+            )
+            changed += conn.execute(query, values).rowcount
+
+        for u in roster.units:
+            upsert("units", ("id", "name", "office_hours"), (u.id, u.name, u.office_hours))
+        for t in roster.teams:
+            upsert("teams", ("id", "name"), (t.id, t.name))
+        for c in roster.clinicians:
+            upsert("clinicians", ("id", "name", "unit_id"), (c.id, c.name, c.unit))
+        for p in roster.patients:
+            upsert(
+                "patients",
+                ("id", "unit_id", "fast_vardkontakt", "mobile_team_id", "groups"),
+                (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups)),
+            )
+            for d in p.devices:
+                upsert("devices", ("id", "patient_id", "format"), (d.id, p.id, d.format.value))
+            versions += _new_rule_version(conn, p, actor=actor, reason=reason, now=now)
+        if changed or versions:
+            conn.execute("UPDATE roster_revision SET revision = revision + 1, loaded_at = %s",
+                         (now,))
+    return LoadResult(changed_rows=changed, new_rule_versions=versions)
+
+
+def _new_rule_version(
+    conn: Connection, patient: PatientEntry, *, actor: str, reason: str, now: datetime
+) -> int:
+    effective = _rules_json(effective_rules(patient.groups, patient.rules))
+    personal = _rules_json(patient.rules)
+    row = conn.execute(
+        "SELECT version, rules::text, personal::text FROM rule_versions WHERE patient_id = %s"
+        " ORDER BY version DESC LIMIT 1",
+        (patient.id,),
+    ).fetchone()
+    if row is not None and json.loads(row[1]) == json.loads(effective) and (
+        json.loads(row[2]) == json.loads(personal)
+    ):
+        return 0
+    version = 1 if row is None else int(row[0]) + 1
+    conn.execute(
+        "INSERT INTO rule_versions (patient_id, version, rules, personal, changed_by,"
+        " changed_at, reason, effective_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (patient.id, version, effective, personal, actor, now, reason, now),
+    )
+    return 1
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRules:
+    version: int
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class RosterSnapshot:
+    """What a pipeline needs from the roster, read at one revision."""
+
+    revision: int
+    devices: dict[str, Device] = field(default_factory=dict)
+    rules: dict[str, PatientRules] = field(default_factory=dict)
+    teams: dict[str, CareTeam] = field(default_factory=dict)
+
+
+def roster_revision(conn: Connection) -> int:
+    row = conn.execute("SELECT revision FROM roster_revision").fetchone()
+    return int(row[0]) if row else 0
+
+
+def read_snapshot(conn: Connection) -> RosterSnapshot:
+    """The roster as it is stored now."""
+    revision = roster_revision(conn)
+    devices = {
+        str(r[0]): Device(id=str(r[0]), patient_id=str(r[1]), format=SourceFormat(r[2]))
+        for r in conn.execute("SELECT id, patient_id, format FROM devices")
+    }
+    rules = {
+        str(r[0]): PatientRules(version=int(r[1]), rules=tuple(parse_rules(r[2])))
+        for r in conn.execute(
+            "SELECT DISTINCT ON (patient_id) patient_id, version, rules FROM rule_versions"
+            " ORDER BY patient_id, version DESC"
+        )
+    }
+    teams = {
+        str(r[0]): CareTeam(office_hours=OfficeHours.parse(str(r[1])), has_mobile_team=r[2])
+        for r in conn.execute(
+            "SELECT p.id, u.office_hours, p.mobile_team_id IS NOT NULL"
+            " FROM patients p JOIN units u ON u.id = p.unit_id"
+        )
+    }
+    return RosterSnapshot(revision=revision, devices=devices, rules=rules, teams=teams)
+
+
+def clinician_unit(conn: Connection, clinician_id: str) -> str | None:
+    row = conn.execute("SELECT unit_id FROM clinicians WHERE id = %s", (clinician_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def team_exists(conn: Connection, team_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM teams WHERE id = %s", (team_id,)).fetchone() is not None

@@ -1,0 +1,148 @@
+"""The embedded runner: MQTT -> core -> PostgreSQL -> alerts, in one process.
+
+A thread drains the MQTT queue in batches (up to `batch_max` messages or `batch_wait_ms`),
+runs each through the pipeline in one transaction, then acknowledges the messages and
+publishes the feedback. A database error keeps the batch and retries it with a new
+connection; nothing is acknowledged that was not committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any
+
+import psycopg
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from hemmon.ingest.mqtt import Incoming, MqttSource
+from hemmon.ingest.topics import feedback_topic
+
+from . import metrics
+from .db import DatabaseUnavailable, connect
+from .pipeline import Clock, Message, Pipeline, utc_now
+from .settings import MqttAddress, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedRunner:
+    """The pipeline thread and its MQTT client; `start()` fails fast on bad settings."""
+
+    def __init__(
+        self,
+        database_url: str,
+        mqtt: MqttAddress,
+        *,
+        batch_max: int = 500,
+        batch_wait_ms: int = 20,
+        client_id: str = "hemmon-embedded",
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._database_url = database_url
+        self._batch_max = batch_max
+        self._batch_wait = batch_wait_ms / 1000
+        self._clock = clock
+        self.source = MqttSource(mqtt, client_id=client_id, protocol=protocol,
+                                 receive_maximum=max(2 * batch_max, 100))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hemmon-pipeline", daemon=True)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pipeline: Pipeline | None = None
+        self.processed = 0
+
+    def start(self) -> None:
+        self._open_database()
+        self.source.start()
+        metrics.MQTT_CONNECTED.set(1)
+        self._thread.start()
+
+    def _open_database(self) -> None:
+        conn = connect(self._database_url)
+        try:
+            conn.execute("SELECT 1 FROM roster_revision")
+            conn.commit()
+        except psycopg.errors.UndefinedTable as exc:
+            conn.close()
+            raise SettingsError(
+                "the database at HEMMON_DATABASE_URL has no hemmon schema: run `hemmon migrate`"
+            ) from exc
+        self._conn = conn
+        self._pipeline = Pipeline(conn, clock=self._clock)
+
+    @property
+    def ready(self) -> bool:
+        return self.source.connected and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.source.stop()
+        metrics.MQTT_CONNECTED.set(0)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _take_batch(self) -> list[Incoming]:
+        try:
+            first = self.source.messages.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self._batch_wait
+        while len(batch) < self._batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(
+                    self.source.messages.get(timeout=remaining)
+                    if remaining > 0 else self.source.messages.get_nowait()
+                )
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            if batch:
+                self._process(batch)
+        metrics.MQTT_CONNECTED.set(0)
+
+    def _process(self, batch: list[Incoming]) -> None:
+        messages = [Message(m.topic, m.payload, m.received_at, m) for m in batch]
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                assert self._pipeline is not None
+                replies = self._pipeline.process(messages)
+                break
+            except (psycopg.OperationalError, DatabaseUnavailable) as exc:
+                log.error("database unavailable, batch of %d kept for retry: %s",
+                          len(batch), exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                self._reconnect()
+            except Exception:
+                # not acknowledged, so not lost: retried until it goes through or we stop
+                log.exception("batch of %d failed; kept for retry", len(batch))
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                self._reconnect()
+        else:
+            return  # stopping: not acknowledged, so the broker delivers them again
+        for m in batch:
+            self.source.ack(m)
+        for reply in replies:
+            self.source.publish(feedback_topic(reply.device_id), reply.feedback.payload())
+        self.processed += len(batch)
+
+    def _reconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        try:
+            self._open_database()
+        except SettingsError as exc:
+            log.error("%s", exc)

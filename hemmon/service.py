@@ -1,0 +1,101 @@
+"""The single-process service: the embedded runner plus the inbox over HTTP."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from hemmon.alerts.inbox import create_app
+
+from .db import open_pool
+from .pipeline import Clock, replay_rejection, utc_now
+from .runner import EmbeddedRunner
+from .settings import MqttAddress, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceConfig:
+    database_url: str
+    mqtt: MqttAddress
+    secret_key: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    batch_max: int = 500
+    batch_wait_ms: int = 20
+    protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
+    clock: Clock = field(default=utc_now)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail at start, naming the setting, when the HTTP port is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SettingsError(
+                f"setting HEMMON_HTTP_PORT has value {port}: {host}:{port} is in use ({exc})"
+            ) from exc
+
+
+class Service:
+    """Start with `start()`, serve with `serve()` (blocks until Ctrl-C), then `stop()`."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.runner = EmbeddedRunner(
+            config.database_url, config.mqtt, batch_max=config.batch_max,
+            batch_wait_ms=config.batch_wait_ms, protocol=config.protocol, clock=config.clock,
+        )
+        self._pool: Any = None
+        self.server: uvicorn.Server | None = None
+
+    def start(self) -> None:
+        check_port_free(self.config.http_host, self.config.http_port)
+        self.runner.start()
+        try:
+            self._pool = open_pool(self.config.database_url)
+        except Exception:
+            self.runner.stop()
+            raise
+        pool = self._pool
+
+        def replay(rejection_id: int) -> dict[str, Any]:
+            with pool.connection() as conn:
+                return replay_rejection(conn, rejection_id, self.config.clock)
+
+        app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
+                         ready=lambda: self.runner.ready, replay=replay)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port,
+                           log_level="warning", access_log=False)
+        )
+
+    def serve(self, on_started: Callable[[], None] | None = None) -> None:
+        """Serve HTTP in this thread until SIGINT/SIGTERM."""
+        assert self.server is not None
+        if on_started is not None:
+            server = self.server
+            original = server.startup
+
+            async def startup(sockets: Any = None) -> None:
+                await original(sockets=sockets)
+                on_started()
+
+            server.startup = startup  # type: ignore[method-assign]
+        self.server.run()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        self.runner.stop()
+        if self._pool is not None:
+            self._pool.close()

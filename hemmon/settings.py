@@ -1,0 +1,126 @@
+"""Settings from `HEMMON_*` environment variables, read once at start.
+
+A wrong or missing setting raises `SettingsError` naming the variable and its value (with
+any password hidden); the CLI prints it and exits 2. Tests pass a dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting that is missing or has a value hemmon cannot use."""
+
+
+def _database_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError("not a postgresql://user@host:port/db URL")
+    return value
+
+
+def _mqtt_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError("not an mqtt://host:port URL")
+    _ = parts.port  # raises ValueError for a port that is not a number
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("not an IANA time zone such as Europe/Stockholm") from exc
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting hemmon reads; each command requires the ones it uses."""
+
+    model_config = SettingsConfigDict(env_prefix="HEMMON_", frozen=True, extra="ignore")
+
+    database_url: Annotated[str, AfterValidator(_database_url)] | None = None
+    mqtt_url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    secret_key: Annotated[SecretStr, Field(min_length=16)] | None = None
+    timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Stockholm"
+    batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
+    batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
+    log_level: str = "INFO"
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SettingsError("HEMMON_DATABASE_URL is not set (postgresql://user@host:port/db)")
+        return self.database_url
+
+    def require_secret_key(self) -> str:
+        if self.secret_key is None:
+            raise SettingsError(
+                "HEMMON_SECRET_KEY is not set (at least 16 characters, used to sign tokens)"
+            )
+        return self.secret_key.get_secret_value()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from the environment (or a dict); raises SettingsError naming the variable."""
+    try:
+        if environ is None:
+            return Settings()
+        values = {
+            key.removeprefix("HEMMON_").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HEMMON_")
+        }
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        name = f"HEMMON_{str(error['loc'][0]).upper()}" if error["loc"] else "HEMMON_*"
+        shown = redact(str(error.get("input", "")))
+        if name == "HEMMON_SECRET_KEY":
+            shown = "***"
+        raise SettingsError(f"setting {name} has value {shown!r}: {error['msg']}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MqttAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def mqtt_address(url: str) -> MqttAddress:
+    """Host, port and credentials from an mqtt:// or mqtts:// URL."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "mqtts"
+    return MqttAddress(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (8883 if tls else 1883),
+        tls=tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def redact(url: str) -> str:
+    """A URL with its password replaced by ***, fit for a message or a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()

@@ -1,0 +1,1 @@
+"""Ingest: device messages in, normalised readings and kept rejections out."""

@@ -1,0 +1,224 @@
+"""Turn one device message into readings and rejections. Pure: no I/O, never raises.
+
+`normalise()` is the single entry point both runners call. It checks the topic and the
+device, picks the format adapter (topic suffix, else the device's registered format), and
+lets the adapter turn the payload into candidate measurements; the checks every format
+shares (unit, plausibility, time) live here in `Candidate.build`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .model import (
+    Device,
+    DeviceExtras,
+    MeasurementType,
+    Normalised,
+    Reading,
+    RejectReason,
+    Rejection,
+    SourceFormat,
+)
+from .topics import TopicError, parse_readings_topic
+from .units import SPECS, ImplausibleValue, UnitError, to_canonical
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What an adapter knows about the message besides its bytes."""
+
+    raw: bytes
+    topic: str
+    device: Device
+    received_at: datetime
+
+    def reject(
+        self, reason: RejectReason, detail: str, key: str | None = None
+    ) -> Rejection:
+        return Rejection(
+            reason=reason,
+            detail=detail,
+            topic=self.topic,
+            raw=self.raw,
+            received_at=self.received_at,
+            device_id=self.device.id,
+            patient_id=self.device.patient_id,
+            key=key,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A measurement as a payload states it, before the checks every format shares."""
+
+    type: MeasurementType
+    value: float
+    unit: str
+    measured_at: datetime
+    manual: bool
+    key: str
+    where: str
+    """Where in the payload it came from, for a rejection's detail (e.g. measurements[1])."""
+
+    def build(self, ctx: Context, fmt: SourceFormat) -> Reading | Rejection:
+        """The reading, or the rejection that says which shared check failed."""
+        if self.measured_at.tzinfo is None or self.measured_at.utcoffset() is None:
+            return ctx.reject(
+                RejectReason.NAIVE_TIME, f"{self.where}: time has no UTC offset", self.key
+            )
+        if self.measured_at > ctx.received_at + FUTURE_TOLERANCE:
+            ahead = self.measured_at - ctx.received_at
+            return ctx.reject(
+                RejectReason.FUTURE_TIME,
+                f"{self.where}: measured {int(ahead.total_seconds())} s after it was "
+                "received (device clock wrong?)",
+                self.key,
+            )
+        try:
+            value = to_canonical(self.type, self.value, self.unit)
+        except UnitError as exc:
+            return ctx.reject(RejectReason.UNKNOWN_UNIT, f"{self.where}: {exc}", self.key)
+        except ImplausibleValue as exc:
+            return ctx.reject(RejectReason.IMPLAUSIBLE_VALUE, f"{self.where}: {exc}", self.key)
+        return Reading(
+            patient_id=ctx.device.patient_id,
+            device_id=ctx.device.id,
+            type=self.type,
+            value=value,
+            unit=SPECS[self.type].canonical,
+            measured_at=self.measured_at,
+            received_at=ctx.received_at,
+            source_format=fmt,
+            manual=self.manual,
+            key=self.key,
+        )
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What an adapter found: candidates, its own rejections, extras and the message key."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    extras: DeviceExtras = field(default_factory=DeviceExtras)
+    key: str | None = None
+
+
+Adapter = Callable[[Context], Parsed]
+
+
+def _adapters() -> Mapping[SourceFormat, Adapter]:
+    from .native import parse_native
+
+    return {SourceFormat.NATIVE: parse_native}
+
+
+def normalise(
+    raw: bytes,
+    *,
+    topic: str,
+    devices: Mapping[str, Device],
+    received_at: datetime,
+) -> Normalised:
+    """Readings and rejections from one message on a readings topic. Never raises."""
+    try:
+        return _normalise(raw, topic, devices, received_at)
+    except Exception as exc:  # a bug must not lose the message: keep it as a rejection
+        log.exception("normalise failed unexpectedly")
+        return Normalised(
+            rejections=(
+                Rejection(
+                    reason=RejectReason.SCHEMA_INVALID,
+                    detail=f"internal error while reading the message: {type(exc).__name__}",
+                    topic=topic,
+                    raw=raw,
+                    received_at=received_at,
+                ),
+            )
+        )
+
+
+def _normalise(
+    raw: bytes, topic: str, devices: Mapping[str, Device], received_at: datetime
+) -> Normalised:
+    def reject_message(reason: RejectReason, detail: str, device: Device | None) -> Normalised:
+        return Normalised(
+            rejections=(
+                Rejection(
+                    reason=reason,
+                    detail=detail,
+                    topic=topic,
+                    raw=raw,
+                    received_at=received_at,
+                    device_id=device.id if device else None,
+                    patient_id=device.patient_id if device else None,
+                ),
+            )
+        )
+
+    try:
+        parsed_topic = parse_readings_topic(topic)
+    except TopicError as exc:
+        return reject_message(RejectReason.BAD_TOPIC, str(exc), None)
+    device = devices.get(parsed_topic.device_id)
+    if device is None:
+        return reject_message(
+            RejectReason.UNKNOWN_DEVICE, "the device is not in the roster", None
+        )
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        return reject_message(
+            RejectReason.PAYLOAD_TOO_LARGE,
+            f"payload is {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES}",
+            device,
+        )
+    fmt_name = parsed_topic.format or device.format.value
+    try:
+        fmt = SourceFormat(fmt_name)
+    except ValueError:
+        return reject_message(
+            RejectReason.UNKNOWN_FORMAT, f"format {fmt_name[:40]!r} is not known", device
+        )
+    adapter = _adapters().get(fmt)
+    if adapter is None:
+        return reject_message(
+            RejectReason.UNSUPPORTED_FORMAT,
+            f"format {fmt} is not read by this version of hemmon yet; kept for replay",
+            device,
+        )
+    ctx = Context(raw=raw, topic=topic, device=device, received_at=received_at)
+    parsed = adapter(ctx)
+    readings: list[Reading] = []
+    rejections = list(parsed.rejections)
+    seen: set[tuple[MeasurementType, datetime]] = set()
+    for candidate in parsed.candidates:
+        identity = (candidate.type, candidate.measured_at)
+        if identity in seen:
+            rejections.append(
+                ctx.reject(
+                    RejectReason.DUPLICATE_MEASUREMENT,
+                    f"{candidate.where}: a second {candidate.type} at the same time",
+                    candidate.key,
+                )
+            )
+            continue
+        seen.add(identity)
+        result = candidate.build(ctx, fmt)
+        if isinstance(result, Reading):
+            readings.append(result)
+        else:
+            rejections.append(result)
+    return Normalised(
+        readings=tuple(readings),
+        rejections=tuple(rejections),
+        extras=parsed.extras,
+        key=parsed.key,
+    )

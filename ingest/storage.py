@@ -1,0 +1,140 @@
+"""Readings and rejections in PostgreSQL (psycopg 3). Idempotent: a redelivery adds nothing.
+
+Readings go in batches: binary COPY into a session-local staging table, then one
+INSERT ... ON CONFLICT DO NOTHING RETURNING, which tells which readings are new. Only new
+readings are evaluated for alerts, so a message delivered twice never counts twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .model import Reading, Rejection
+
+Connection = psycopg.Connection[Any]
+Identity = tuple[str, str, str, datetime]
+"""device_id, message key, type, measured_at: what makes a reading unique."""
+
+_COLUMNS = (
+    "patient_id, device_id, type, value, measured_at, received_at, source_format, manual,"
+    " message_key"
+)
+_TYPES = [
+    "text", "text", "text", "float8", "timestamptz", "timestamptz", "text", "bool", "text"
+]
+
+
+def identity(reading: Reading) -> Identity:
+    return (reading.device_id, reading.key, reading.type.value, reading.measured_at)
+
+
+def store_readings(conn: Connection, readings: Sequence[Reading]) -> set[Identity]:
+    """Insert the readings not stored yet; returns the identities that were new."""
+    if not readings:
+        return set()
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
+        " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY readings_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_TYPES)
+            for r in readings:
+                copy.write_row(
+                    (r.patient_id, r.device_id, r.type.value, r.value, r.measured_at,
+                     r.received_at, r.source_format.value, r.manual, r.key)
+                )
+        cur.execute(
+            f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_staging"
+            " ON CONFLICT DO NOTHING"
+            " RETURNING device_id, message_key, type, measured_at"
+        )
+        new = {(row[0], row[1], row[2], row[3]) for row in cur.fetchall()}
+        cur.execute("TRUNCATE readings_staging")
+    return new
+
+
+def fingerprint(rejection: Rejection) -> bytes:
+    """What makes a rejection the same one when its message is delivered again."""
+    digest = hashlib.sha256()
+    for part in (rejection.topic.encode(), rejection.raw, rejection.reason.encode(),
+                 rejection.detail.encode()):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+def store_rejections(conn: Connection, rejections: Sequence[Rejection]) -> list[Rejection]:
+    """Keep the rejections not kept yet; returns those that were new."""
+    new = []
+    with conn.cursor() as cur:
+        for r in rejections:
+            cur.execute(
+                "INSERT INTO rejections (received_at, topic, device_id, patient_id, reason,"
+                " detail, raw, message_key, fingerprint)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+                (r.received_at, r.topic, r.device_id, r.patient_id, r.reason.value, r.detail,
+                 r.raw, r.key, fingerprint(r)),
+            )
+            if cur.fetchone() is not None:
+                new.append(r)
+    return new
+
+
+def list_readings(
+    conn: Connection,
+    patient_id: str,
+    kind: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int = 5000,
+) -> list[dict[str, Any]]:
+    """A patient's stored readings, oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT type, value, measured_at, received_at, device_id, source_format, manual,"
+            " message_key AS key FROM readings"
+            " WHERE patient_id = %s AND (%s::text IS NULL OR type = %s)"
+            " AND (%s::timestamptz IS NULL OR measured_at >= %s)"
+            " AND (%s::timestamptz IS NULL OR measured_at < %s)"
+            " ORDER BY measured_at DESC LIMIT %s",
+            (patient_id, kind, kind, since, since, until, until, limit),
+        )
+        rows = cur.fetchall()
+    rows.reverse()
+    return rows
+
+
+def list_rejections(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    """The newest kept rejections, without their raw bytes."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, received_at, topic, device_id, reason, detail, message_key AS key,"
+            " length(raw) AS size, replayed_at, replay_result"
+            " FROM rejections ORDER BY received_at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+        return cur.fetchall()
+
+
+def get_rejection(conn: Connection, rejection_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, topic, raw, replayed_at FROM rejections WHERE id = %s FOR UPDATE",
+            (rejection_id,),
+        )
+        return cur.fetchone()
+
+
+def mark_replayed(conn: Connection, rejection_id: int, at: datetime, result: str) -> None:
+    conn.execute(
+        "UPDATE rejections SET replayed_at = %s, replay_result = %s WHERE id = %s",
+        (at, result, rejection_id),
+    )

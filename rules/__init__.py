@@ -1,0 +1,1 @@
+"""Rules: each patient's own limits, from group templates and personal overrides."""
