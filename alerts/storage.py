@@ -25,7 +25,7 @@ from .routing import CareTeam
 Connection = psycopg.Connection[Any]
 SYSTEM = "hemmon"
 
-_ALERT_COLUMNS = (
+_ALERT_COLUMNS = sql.SQL(
     "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
     " updated_at, occurrences, last_value, last_measured_at, explanation"
 )
@@ -49,8 +49,10 @@ def _alert(row: Mapping[str, Any]) -> Alert:
 def _open_alert(conn: Connection, patient_id: str, rule: str) -> Alert | None:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts"
-            " WHERE patient_id = %s AND rule = %s AND status <> 'resolved' FOR UPDATE",
+            sql.SQL(
+                "SELECT {} FROM alerts"
+                " WHERE patient_id = %s AND rule = %s AND status <> 'resolved' FOR UPDATE"
+            ).format(_ALERT_COLUMNS),
             (patient_id, rule),
         )
         row = cur.fetchone()
@@ -165,7 +167,9 @@ def get_alert(conn: Connection, principal: Principal, alert_id: int) -> dict[str
     return alert
 
 
-def list_alerts_by_id(conn: Connection, principal: Principal, alert_id: int) -> list[dict[str, Any]]:
+def list_alerts_by_id(
+    conn: Connection, principal: Principal, alert_id: int
+) -> list[dict[str, Any]]:
     query = sql.SQL(
         "SELECT a.*, p.unit_id FROM alerts a JOIN patients p ON p.id = a.patient_id"
         " WHERE a.id = %s AND {scope}"
@@ -191,7 +195,10 @@ def transition(
     if not rows:
         raise NotFound(f"alert {alert_id}")
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = %s FOR UPDATE", (alert_id,))
+        cur.execute(
+            sql.SQL("SELECT {} FROM alerts WHERE id = %s FOR UPDATE").format(_ALERT_COLUMNS),
+            (alert_id,),
+        )
         row = cur.fetchone()
     assert row is not None
     current = _alert(row)

@@ -12,7 +12,7 @@ route): never a patient, a device or a topic.
 | hemmon_rejections_total | counter | reason | new rejections kept |
 | hemmon_alerts_opened_total | counter | level, route | alerts opened |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
-| hemmon_escalations_total | counter | | alerts moved to the mobile team for lack of acknowledgement |
+| hemmon_escalations_total | counter | | alerts moved to the mobile team, unacknowledged |
 | hemmon_reading_stored_seconds | histogram | | receipt -> reading committed |
 | hemmon_alert_opened_seconds | histogram | | receipt -> alert committed |
 | hemmon_acknowledge_seconds | histogram | level, route | alert opened -> acknowledged |
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)

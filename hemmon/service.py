@@ -31,6 +31,7 @@ class ServiceConfig:
     batch_max: int = 500
     batch_wait_ms: int = 20
     protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
+    client_id: str = "hemmon-embedded"
     clock: Clock = field(default=utc_now)
 
 
@@ -53,7 +54,8 @@ class Service:
         self.config = config
         self.runner = EmbeddedRunner(
             config.database_url, config.mqtt, batch_max=config.batch_max,
-            batch_wait_ms=config.batch_wait_ms, protocol=config.protocol, clock=config.clock,
+            batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
+            client_id=config.client_id, clock=config.clock,
         )
         self._pool: Any = None
         self.server: uvicorn.Server | None = None

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    secret_key: Annotated[SecretStr, Field(min_length=16)] | None = None
+    secret_key: Annotated[SecretStr, Field(min_length=32)] | None = None
     timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Stockholm"
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     def require_secret_key(self) -> str:
         if self.secret_key is None:
             raise SettingsError(
-                "HEMMON_SECRET_KEY is not set (at least 16 characters, used to sign tokens)"
+                "HEMMON_SECRET_KEY is not set (at least 32 characters, used to sign tokens)"
             )
         return self.secret_key.get_secret_value()
 

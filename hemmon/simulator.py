@@ -50,7 +50,9 @@ def virtual_patients(count: int, *, prefix: str = "sim", deteriorating: int = 0,
     ]
 
 
-def measurements(patient: VirtualPatient, progress: float, rng: random.Random) -> list[dict[str, Any]]:
+def measurements(
+    patient: VirtualPatient, progress: float, rng: random.Random
+) -> list[dict[str, Any]]:
     """One home measurement session; `progress` 0..1 is how far a deterioration has come."""
     worse = progress if patient.deteriorating else 0.0
     systolic = rng.gauss(132 - 25 * worse, 6)

@@ -95,7 +95,7 @@ class MqttSource:
         properties = None
         clean_start: Any = mqtt.MQTT_CLEAN_START_FIRST_ONLY
         if self._protocol is MQTTProtocolVersion.MQTTv5:
-            properties = Properties(PacketTypes.CONNECT)
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = 7 * 24 * 3600
             properties.ReceiveMaximum = self._receive_maximum
             clean_start = False

@@ -19,8 +19,8 @@ from .model import (
     MeasurementType,
     Normalised,
     Reading,
-    RejectReason,
     Rejection,
+    RejectReason,
     SourceFormat,
 )
 from .topics import TopicError, parse_readings_topic

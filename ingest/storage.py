@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from .model import Reading, Rejection
@@ -21,7 +22,7 @@ Connection = psycopg.Connection[Any]
 Identity = tuple[str, str, str, datetime]
 """device_id, message key, type, measured_at: what makes a reading unique."""
 
-_COLUMNS = (
+_COLUMNS = sql.SQL(
     "patient_id, device_id, type, value, measured_at, received_at, source_format, manual,"
     " message_key"
 )
@@ -43,7 +44,8 @@ def store_readings(conn: Connection, readings: Sequence[Reading]) -> set[Identit
         " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
     with conn.cursor() as cur:
-        with cur.copy(f"COPY readings_staging ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy_sql = sql.SQL("COPY readings_staging ({}) FROM STDIN (FORMAT BINARY)")
+        with cur.copy(copy_sql.format(_COLUMNS)) as copy:
             copy.set_types(_TYPES)
             for r in readings:
                 copy.write_row(
@@ -51,9 +53,10 @@ def store_readings(conn: Connection, readings: Sequence[Reading]) -> set[Identit
                      r.received_at, r.source_format.value, r.manual, r.key)
                 )
         cur.execute(
-            f"INSERT INTO readings ({_COLUMNS}) SELECT {_COLUMNS} FROM readings_staging"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING device_id, message_key, type, measured_at"
+            sql.SQL(
+                "INSERT INTO readings ({0}) SELECT {0} FROM readings_staging"
+                " ON CONFLICT DO NOTHING RETURNING device_id, message_key, type, measured_at"
+            ).format(_COLUMNS)
         )
         new = {(row[0], row[1], row[2], row[3]) for row in cur.fetchall()}
         cur.execute("TRUNCATE readings_staging")

@@ -7,7 +7,7 @@ not clinical limits: those live in each patient's rules.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .model import MeasurementType
@@ -43,11 +43,13 @@ class UnitSpec:
     canonical: str
     low: float
     high: float
-    accepted: dict[str, Conversion]
+    accepted: Mapping[str, Conversion]
 
 
-_PER_MINUTE = {"/min": _identity, "1/min": _identity}
-_MMHG = {"mm[Hg]": _identity, "mmHg": _identity, "kPa": _scale(KPA_MMHG)}
+_PER_MINUTE: dict[str, Conversion] = {"/min": _identity, "1/min": _identity}
+_MMHG: dict[str, Conversion] = {
+    "mm[Hg]": _identity, "mmHg": _identity, "kPa": _scale(KPA_MMHG)
+}
 
 SPECS: dict[MeasurementType, UnitSpec] = {
     MeasurementType.HEART_RATE: UnitSpec(

@@ -80,16 +80,17 @@ class ThresholdRule(_Rule):
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> ThresholdRule:
-        if all(
-            v is None for v in (self.yellow_above, self.red_above, self.yellow_below, self.red_below)
-        ):
+        limits = (self.yellow_above, self.red_above, self.yellow_below, self.red_below)
+        if all(v is None for v in limits):
             raise ValueError("a threshold needs at least one limit")
-        if self.yellow_above is not None and self.red_above is not None:
-            if self.red_above < self.yellow_above:
-                raise ValueError("red_above must not be below yellow_above")
-        if self.yellow_below is not None and self.red_below is not None:
-            if self.red_below > self.yellow_below:
-                raise ValueError("red_below must not be above yellow_below")
+        if None not in (self.yellow_above, self.red_above) and (
+            self.red_above < self.yellow_above  # type: ignore[operator]
+        ):
+            raise ValueError("red_above must not be below yellow_above")
+        if None not in (self.yellow_below, self.red_below) and (
+            self.red_below > self.yellow_below  # type: ignore[operator]
+        ):
+            raise ValueError("red_below must not be above yellow_below")
         return self
 
     @property

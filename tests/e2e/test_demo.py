@@ -1,0 +1,105 @@
+"""`hemmon demo` as a new user runs it: alerts in the inbox within 60 s, seen in Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..services import free_port
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+
+
+def chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        pytest.fail("chromium not found: run ./scripts/test, which installs Debian's chromium",
+                    pytrace=False)
+    return found
+
+
+def render(url: str, screenshot: Path) -> str:
+    """The page's DOM after its scripts ran, and a screenshot of it."""
+    with tempfile.TemporaryDirectory() as profile:
+        common = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                  "--virtual-time-budget=8000", "--window-size=1280,720"]
+        subprocess.run([*common, f"--screenshot={screenshot}", url], capture_output=True,
+                       timeout=90, check=False)
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                              "--virtual-time-budget=8000", "--dump-dom", url],
+                             capture_output=True, text=True, timeout=90, check=False)
+    return dom.stdout
+
+
+@pytest.mark.parametrize("broker", ["auto", "embedded"])
+def test_the_demo_shows_alerts_within_a_minute(broker: str) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEMMON_")}
+    started = time.monotonic()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "hemmon.cli", "demo", "--http-port", str(port),
+         "--broker", broker],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    output: list[str] = []
+    errors: list[str] = []
+    assert demo.stdout is not None
+    assert demo.stderr is not None
+    reader = threading.Thread(target=lambda: output.extend(iter(demo.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    threading.Thread(target=lambda: errors.extend(iter(demo.stderr.readline, "")),
+                     daemon=True).start()
+    try:
+        token = None
+        while token is None and time.monotonic() - started < 60:
+            found = re.search(r"#token=(\S+)", "".join(output))
+            token = found[1] if found else None
+            assert demo.poll() is None, "".join(output + errors)
+            time.sleep(0.2)
+        assert token, "no login printed: " + "".join(output + errors)
+        if broker == "embedded":
+            assert "amqtt" in "".join(errors)
+
+        alerts: list[dict[str, object]] = []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            while not alerts and time.monotonic() - started < 60:
+                answer = http.get("/api/v1/alerts", headers={"Authorization": f"Bearer {token}"})
+                alerts = answer.json()["alerts"]
+                time.sleep(0.5)
+        assert alerts, "no alert in the inbox within 60 s"
+        assert {a["patient_id"] for a in alerts} == {"p-0001"}
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"demo-inbox-{broker}.png"
+        dom = render(f"http://127.0.0.1:{port}/#token={token}", shot)
+        assert "larmkorg" in dom
+        assert "p-0001" in dom
+        assert "Röd" in dom or "Gul" in dom
+        assert shot.exists()
+        assert shot.stat().st_size > 10_000
+    finally:
+        demo.send_signal(signal.SIGINT)
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            raise
+    assert demo.returncode in (0, 130), "".join(errors)
+    assert not [p for p in Path(tempfile.gettempdir()).glob("hemmon-demo-*")
+                if p.stat().st_mtime > time.time() - 300], "the demo left its data behind"

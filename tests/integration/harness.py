@@ -1,0 +1,126 @@
+"""A running single-process service and an MQTT device for integration tests."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from hemmon.alerts.access import Principal, create_token
+from hemmon.service import Service, ServiceConfig
+from hemmon.settings import MqttAddress
+
+from ..services import free_port
+
+SECRET = "test-secret-key-0123456789-abcdefghij"
+
+
+@dataclass
+class Running:
+    service: Service
+    http: httpx.Client
+    admin_token: str
+
+    def token(self, principal: Principal) -> str:
+        return create_token(SECRET, principal)
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return self.http.get(path, headers=headers, params=params)
+
+    def post(self, path: str, body: dict[str, Any] | None = None,
+             token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return self.http.post(path, headers=headers, json=body or {})
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample's value from /metrics (0 when absent)."""
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        line_start = f"{name}{{{wanted}}} " if labels else f"{name} "
+        for line in self.http.get("/metrics").text.splitlines():
+            if line.startswith(line_start):
+                return float(line.split()[-1])
+        return 0.0
+
+
+@contextmanager
+def running_service(
+    database_url: str, address: MqttAddress, *, client_id: str | None = None
+) -> Iterator[Running]:
+    port = free_port()
+    service = Service(ServiceConfig(
+        database_url=database_url, mqtt=address, secret_key=SECRET, http_port=port,
+        batch_wait_ms=5, client_id=client_id or f"hemmon-test-{uuid.uuid4().hex[:8]}",
+    ))
+    service.start()
+    thread = threading.Thread(target=service.serve, daemon=True)
+    thread.start()
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    wait_until(lambda: _answers(http), what="the inbox to answer")
+    try:
+        yield Running(service, http,
+                      create_token(SECRET, Principal(user="test-admin", role="admin")))
+    finally:
+        http.close()
+        service.stop()
+        thread.join(10)
+
+
+def _answers(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "it") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Device:
+    """A paho client acting as a patient's device: publishes QoS 1, collects feedback."""
+
+    def __init__(self, address: MqttAddress, device_id: str) -> None:
+        self.device_id = device_id
+        self.feedback: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                   client_id=f"{device_id}-{uuid.uuid4().hex[:6]}")
+        subscribed = threading.Event()
+        self._client.on_message = lambda c, u, m: self.feedback.put(json.loads(m.payload))
+        self._client.on_subscribe = lambda *args: subscribed.set()
+        self._client.connect(address.host, address.port)
+        self._client.loop_start()
+        self._client.subscribe(f"hemmon/v1/devices/{device_id}/feedback", qos=1)
+        assert subscribed.wait(10)
+
+    def publish(self, body: bytes | dict[str, Any], *, fmt: str | None = None,
+                topic: str | None = None) -> None:
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        where = topic or f"hemmon/v1/devices/{self.device_id}/readings" + (
+            f"/{fmt}" if fmt else "")
+        info = self._client.publish(where, raw, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def next_feedback(self, timeout: float = 15.0) -> dict[str, Any]:
+        return self.feedback.get(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

@@ -1,0 +1,127 @@
+"""The `hemmon` command as an operator runs it, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from hemmon.alerts.access import read_token
+
+from ..conftest import ROSTER
+from ..services import Mosquitto, PostgresServer, free_port
+
+SECRET = "cli-test-secret-0123456789-abcdefghijkl"
+
+
+def hemmon(*args: str, env: dict[str, str] | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HEMMON_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "hemmon.cli", *args], env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HEMMON_DATABASE_URL": "postgresql://postgres@127.0.0.1:{closed}/hemmon",
+          "HEMMON_SECRET_KEY": SECRET}, "HEMMON_DATABASE_URL"),
+        ({"HEMMON_DATABASE_URL": "mysql://somewhere/db", "HEMMON_SECRET_KEY": SECRET},
+         "HEMMON_DATABASE_URL"),
+        ({"HEMMON_SECRET_KEY": SECRET}, "HEMMON_DATABASE_URL"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_HTTP_PORT": "eighty",
+          "HEMMON_SECRET_KEY": SECRET}, "HEMMON_HTTP_PORT"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": "short"},
+         "HEMMON_SECRET_KEY"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
+          "HEMMON_TIMEZONE": "Mars/Olympus"}, "HEMMON_TIMEZONE"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
+          "HEMMON_MQTT_URL": "http://broker"}, "HEMMON_MQTT_URL"),
+    ],
+)
+def test_a_bad_setting_stops_run_at_start_naming_it(env: dict[str, str], named: str) -> None:
+    env = {k: v.replace("{closed}", str(free_port())) for k, v in env.items()}
+    result = hemmon("run", env=env, timeout=30)
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    if named == "HEMMON_SECRET_KEY":
+        assert "short" not in result.stderr
+
+
+def test_an_unreachable_broker_stops_run_naming_it(database_url: str) -> None:
+    result = hemmon("run", env={"HEMMON_DATABASE_URL": database_url, "HEMMON_SECRET_KEY": SECRET,
+                                "HEMMON_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"})
+    assert result.returncode == 2
+    assert "HEMMON_MQTT_URL" in result.stderr
+
+
+def test_run_refuses_a_database_without_the_schema(pg: PostgresServer, broker: Mosquitto) -> None:
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS empty_db")
+        conn.execute("CREATE DATABASE empty_db")
+    result = hemmon("run", env={"HEMMON_DATABASE_URL": pg.url("empty_db"),
+                                "HEMMON_SECRET_KEY": SECRET,
+                                "HEMMON_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}"})
+    assert result.returncode == 2
+    assert "hemmon migrate" in result.stderr
+
+
+def test_migrate_and_roster_load_are_idempotent(pg: PostgresServer, tmp_path: Path) -> None:
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS cli_db")
+        conn.execute("CREATE DATABASE cli_db")
+    env = {"HEMMON_DATABASE_URL": pg.url("cli_db"), "HEMMON_SECRET_KEY": SECRET}
+    first = hemmon("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "1 migration(s) applied" in first.stdout
+    second = hemmon("migrate", env=env)
+    assert "0 migration(s) applied" in second.stdout
+
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(yaml.safe_dump(ROSTER, allow_unicode=True), encoding="utf-8")
+    loaded = hemmon("roster", "load", str(roster), env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "2 new rule versions" in loaded.stdout
+    again = hemmon("roster", "load", str(roster), env=env)
+    assert "0 rows changed, 0 new rule versions" in again.stdout
+    with psycopg.connect(pg.url("cli_db")) as conn:
+        assert conn.execute("SELECT revision FROM roster_revision").fetchone() == (1,)
+
+    changed = dict(ROSTER)
+    changed["patients"] = [dict(ROSTER["patients"][0], rules=[]), *ROSTER["patients"][1:]]
+    roster.write_text(yaml.safe_dump(changed, allow_unicode=True), encoding="utf-8")
+    third = hemmon("roster", "load", str(roster), "--actor", "dr-lind", "--reason", "ny plan",
+                   env=env)
+    assert "1 new rule versions" in third.stdout
+    with psycopg.connect(pg.url("cli_db")) as conn:
+        row = conn.execute("SELECT version, changed_by, reason FROM rule_versions"
+                           " WHERE patient_id = 'p-0001' ORDER BY version DESC").fetchone()
+    assert row == (2, "dr-lind", "ny plan")
+
+    token = hemmon("token", "create", "--user", "nurse-anna", "--role", "nurse", env=env)
+    assert token.returncode == 0, token.stderr
+    principal = read_token(SECRET, token.stdout.strip())
+    assert (principal.user, principal.role, principal.unit_id) == (
+        "nurse-anna", "nurse", "hc-stugun")
+    unknown = hemmon("token", "create", "--user", "nobody", "--role", "nurse", env=env)
+    assert unknown.returncode == 2
+    assert "no such clinician" in unknown.stderr
+
+
+def test_a_broken_roster_is_refused_naming_the_entry(pg: PostgresServer, tmp_path: Path) -> None:
+    broken = dict(ROSTER)
+    broken["patients"] = [dict(ROSTER["patients"][0], fast_vardkontakt="nurse-nobody")]
+    roster = tmp_path / "roster.yaml"
+    roster.write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
+    result = hemmon("roster", "load", str(roster),
+                    env={"HEMMON_DATABASE_URL": pg.url(), "HEMMON_SECRET_KEY": SECRET})
+    assert result.returncode == 2
+    assert "p-0001" in result.stderr
+    assert "nurse-nobody" in result.stderr

@@ -1,0 +1,116 @@
+"""Real PostgreSQL and Mosquitto for the tests, from Debian's packages, on private ports.
+
+`scripts/test` installs the packages; a missing one fails the test setup with a message
+saying so (never a silent skip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+                   key=lambda p: int(p.split("/")[4]))
+    if not found:
+        pytest.fail("PostgreSQL server binaries not found: run ./scripts/test, which installs "
+                    "Debian's postgresql package", pytrace=False)
+    return Path(found[-1]).parent
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    port: int
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away cluster: initdb as the postgres user when run as root, fsync off."""
+    bin_dir = _postgres_bin()
+    base = Path(tempfile.mkdtemp(prefix="hemmon-test-pg-"))
+    os.chmod(base, 0o755)
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = base / "data"
+    subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
+                    "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True)
+    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+               " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+                    "-l", str(base / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield PostgresServer(port)
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Mosquitto:
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+@contextlib.contextmanager
+def mosquitto() -> Iterator[Mosquitto]:
+    binary = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if binary is None:
+        pytest.fail("mosquitto not found: run ./scripts/test, which installs Debian's "
+                    "mosquitto package", pytrace=False)
+    base = Path(tempfile.mkdtemp(prefix="hemmon-test-mqtt-"))
+    port = free_port()
+    conf = base / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+    )
+    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield Mosquitto(port, process)
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
