@@ -56,8 +56,13 @@ class Feedback(BaseModel):
         return json.dumps(self.model_dump(), ensure_ascii=False).encode()
 
 
-def feedback_for(normalised: Normalised, findings: Iterable[Finding]) -> Feedback:
-    """Green, yellow or red by the worst finding; rejected when nothing became a reading."""
+def feedback_for(normalised: Normalised, findings: Iterable[Finding]) -> Feedback | None:
+    """Green, yellow or red by the worst finding; rejected when nothing became a reading.
+
+    None when the message held nothing to answer (an empty sync, only goals or extras).
+    """
+    if not normalised.readings and not normalised.rejections:
+        return None
     if not normalised.readings:
         first = normalised.rejections[0].reason if normalised.rejections else None
         text = _REJECTED_TEXTS.get(first, TEXTS["rejected"]) if first else TEXTS["rejected"]

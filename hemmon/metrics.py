@@ -9,6 +9,7 @@ route): never a patient, a device or a topic.
 | hemmon_messages_received_total | counter | format | device messages taken from MQTT |
 | hemmon_readings_accepted_total | counter | type | new readings stored (duplicates excluded) |
 | hemmon_readings_duplicate_total | counter | | readings already stored (a redelivery) |
+| hemmon_records_skipped_total | counter | format | well-formed records that are not readings |
 | hemmon_rejections_total | counter | reason | new rejections kept |
 | hemmon_alerts_opened_total | counter | level, route | alerts opened |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
@@ -37,6 +38,9 @@ MESSAGES_RECEIVED = Counter(
 )
 READINGS_ACCEPTED = Counter("hemmon_readings_accepted", "New readings stored", ["type"])
 READINGS_DUPLICATE = Counter("hemmon_readings_duplicate", "Readings that were already stored")
+RECORDS_SKIPPED = Counter(
+    "hemmon_records_skipped", "Well-formed records that are not readings here", ["format"]
+)
 REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["reason"])
 ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts opened", ["level", "route"])
 ALERT_UPDATES = Counter("hemmon_alert_updates", "Occurrences added to open alerts", ["level"])

@@ -114,8 +114,11 @@ class Pipeline:
             changes = apply_findings(self._conn, fresh, snap.teams, self._clock())
         committed = self._clock()
 
-        for message, _ in results:
-            metrics.MESSAGES_RECEIVED.labels(_format_label(message.topic, snap)).inc()
+        for message, normalised in results:
+            label = _format_label(message.topic, snap)
+            metrics.MESSAGES_RECEIVED.labels(label).inc()
+            if normalised.skipped:
+                metrics.RECORDS_SKIPPED.labels(label).inc(normalised.skipped)
         for r in readings:
             if identity(r) in new:
                 metrics.READINGS_ACCEPTED.labels(r.type.value).inc()
@@ -150,7 +153,8 @@ def _reply(
     except TopicError:
         return None
     own = [f for r in normalised.readings for f in findings.get(identity(r), [])]
-    return Reply(device_id=device_id, feedback=feedback_for(normalised, own))
+    feedback = feedback_for(normalised, own)
+    return None if feedback is None else Reply(device_id=device_id, feedback=feedback)
 
 
 def _format_label(topic: str, snap: RosterSnapshot) -> str:

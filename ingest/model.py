@@ -44,7 +44,6 @@ class RejectReason(StrEnum):
     NOT_JSON = "not_json"
     BAD_TOPIC = "bad_topic"
     UNKNOWN_FORMAT = "unknown_format"
-    UNSUPPORTED_FORMAT = "unsupported_format"
     UNKNOWN_DEVICE = "unknown_device"
     SCHEMA_INVALID = "schema_invalid"
     UNKNOWN_TYPE = "unknown_type"
@@ -107,6 +106,8 @@ class Normalised(BaseModel):
     rejections: tuple[Rejection, ...] = ()
     extras: DeviceExtras = DeviceExtras()
     key: str | None = None
+    skipped: int = 0
+    """Records that were well-formed but are not readings here (goals, fat ratio, ...)."""
 
 
 class Device(BaseModel):

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 
 from .model import (
     Device,
@@ -111,15 +112,28 @@ class Parsed:
     rejections: list[Rejection] = field(default_factory=list)
     extras: DeviceExtras = field(default_factory=DeviceExtras)
     key: str | None = None
+    skipped: int = 0
+    """Records that are well-formed but not readings here (a goal, a fat ratio): no error."""
 
 
 Adapter = Callable[[Context], Parsed]
 
 
+@cache
 def _adapters() -> Mapping[SourceFormat, Adapter]:
+    from .fhir import parse_fhir
+    from .ihealth import parse_ihealth
     from .native import parse_native
+    from .omh import parse_omh
+    from .withings import parse_withings
 
-    return {SourceFormat.NATIVE: parse_native}
+    return {
+        SourceFormat.NATIVE: parse_native,
+        SourceFormat.FHIR: parse_fhir,
+        SourceFormat.OMH: parse_omh,
+        SourceFormat.WITHINGS: parse_withings,
+        SourceFormat.IHEALTH: parse_ihealth,
+    }
 
 
 def normalise(
@@ -187,20 +201,14 @@ def _normalise(
         return reject_message(
             RejectReason.UNKNOWN_FORMAT, f"format {fmt_name[:40]!r} is not known", device
         )
-    adapter = _adapters().get(fmt)
-    if adapter is None:
-        return reject_message(
-            RejectReason.UNSUPPORTED_FORMAT,
-            f"format {fmt} is not read by this version of hemmon yet; kept for replay",
-            device,
-        )
+    adapter = _adapters()[fmt]
     ctx = Context(raw=raw, topic=topic, device=device, received_at=received_at)
     parsed = adapter(ctx)
     readings: list[Reading] = []
     rejections = list(parsed.rejections)
-    seen: set[tuple[MeasurementType, datetime]] = set()
+    seen: set[tuple[str, MeasurementType, datetime]] = set()
     for candidate in parsed.candidates:
-        identity = (candidate.type, candidate.measured_at)
+        identity = (candidate.key, candidate.type, candidate.measured_at)
         if identity in seen:
             rejections.append(
                 ctx.reject(
@@ -221,4 +229,5 @@ def _normalise(
         rejections=tuple(rejections),
         extras=parsed.extras,
         key=parsed.key,
+        skipped=parsed.skipped,
     )

@@ -30,7 +30,12 @@ def _fahrenheit_to_celsius(value: float) -> float:
     return (value - 32.0) * 5.0 / 9.0
 
 
+def _kelvin_to_celsius(value: float) -> float:
+    return value - 273.15
+
+
 POUND_KG = 0.45359237
+OUNCE_KG = POUND_KG / 16
 STONE_KG = 14 * POUND_KG
 KPA_MMHG = 7.50062
 GLUCOSE_MG_DL_PER_MMOL_L = 18.016
@@ -68,7 +73,8 @@ SPECS: dict[MeasurementType, UnitSpec] = {
         20,
         350,
         {"kg": _identity, "g": _scale(0.001), "[lb_av]": _scale(POUND_KG),
-         "lb": _scale(POUND_KG), "lbs": _scale(POUND_KG), "[stone_av]": _scale(STONE_KG)},
+         "lb": _scale(POUND_KG), "lbs": _scale(POUND_KG), "[stone_av]": _scale(STONE_KG),
+         "[oz_av]": _scale(OUNCE_KG)},
     ),
     MeasurementType.BODY_TEMPERATURE: UnitSpec(
         "Cel",
@@ -76,7 +82,7 @@ SPECS: dict[MeasurementType, UnitSpec] = {
         45,
         {"Cel": _identity, "C": _identity, "°C": _identity,
          "[degF]": _fahrenheit_to_celsius, "F": _fahrenheit_to_celsius,
-         "°F": _fahrenheit_to_celsius},
+         "°F": _fahrenheit_to_celsius, "K": _kelvin_to_celsius},
     ),
     MeasurementType.RESPIRATORY_RATE: UnitSpec(
         "/min",

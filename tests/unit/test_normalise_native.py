@@ -156,8 +156,8 @@ def test_time_in_the_future_is_rejected_past_five_minutes(ahead: timedelta,
         ("other/v1/devices/dev-1/readings", RejectReason.BAD_TOPIC),
         ("hemmon/v1/devices/dev-9/readings", RejectReason.UNKNOWN_DEVICE),
         ("hemmon/v1/devices/dev-1/readings/csv", RejectReason.UNKNOWN_FORMAT),
-        ("hemmon/v1/devices/dev-1/readings/fhir", RejectReason.UNSUPPORTED_FORMAT),
-        ("hemmon/v1/devices/dev-fhir/readings", RejectReason.UNSUPPORTED_FORMAT),
+        ("hemmon/v1/devices/dev-1/readings/fhir", RejectReason.SCHEMA_INVALID),
+        ("hemmon/v1/devices/dev-fhir/readings", RejectReason.SCHEMA_INVALID),
     ],
 )
 def test_topic_device_and_format_problems(topic: str, reason: RejectReason) -> None:
