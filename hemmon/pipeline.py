@@ -20,7 +20,7 @@ import psycopg
 from hemmon import metrics
 from hemmon.alerts.feedback import Feedback, feedback_for
 from hemmon.alerts.storage import apply_findings
-from hemmon.ingest.model import Normalised, Reading
+from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.storage import (
     get_rejection,
@@ -143,6 +143,28 @@ class Pipeline:
                 metrics.ALERT_UPDATES.labels(change.finding.level.value).inc()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return [reply for m, n in results if (reply := _reply(m, n, findings)) is not None]
+
+
+    def process_isolating(self, messages: Sequence[Message]) -> list[Reply]:
+        """One message per transaction: a message the database or a bug refuses is kept as
+        a rejection with its bytes instead of holding back every message after it."""
+        replies = []
+        for message in messages:
+            try:
+                replies.extend(self.process([message]))
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:
+                log.exception("a message could not be processed; kept as a rejection")
+                rejection = Rejection(
+                    reason=RejectReason.SCHEMA_INVALID,
+                    detail=f"could not be processed ({type(exc).__name__}); kept for replay",
+                    topic=message.topic, raw=message.payload, received_at=message.received_at,
+                )
+                with self._conn.transaction():
+                    if store_rejections(self._conn, [rejection]):
+                        metrics.REJECTIONS.labels(rejection.reason.value).inc()
+        return replies
 
 
 def _reply(

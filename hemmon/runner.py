@@ -114,10 +114,14 @@ class EmbeddedRunner:
     def _process(self, batch: list[Incoming]) -> None:
         messages = [Message(m.topic, m.payload, m.received_at, m) for m in batch]
         delay = 0.5
+        isolate = False
         while not self._stop.is_set():
             try:
                 assert self._pipeline is not None
-                replies = self._pipeline.process(messages)
+                if isolate:
+                    replies = self._pipeline.process_isolating(messages)
+                else:
+                    replies = self._pipeline.process(messages)
                 break
             except (psycopg.OperationalError, DatabaseUnavailable) as exc:
                 log.error("database unavailable, batch of %d kept for retry: %s",
@@ -126,17 +130,19 @@ class EmbeddedRunner:
                 delay = min(delay * 2, 10.0)
                 self._reconnect()
             except Exception:
-                # not acknowledged, so not lost: retried until it goes through or we stop
-                log.exception("batch of %d failed; kept for retry", len(batch))
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-                self._reconnect()
+                # not acknowledged, so not lost: retried one message at a time, so that a
+                # single bad message is kept as a rejection and the rest go through
+                log.exception("batch of %d failed; retrying message by message", len(batch))
+                isolate = True
         else:
             return  # stopping: not acknowledged, so the broker delivers them again
         for m in batch:
             self.source.ack(m)
         for reply in replies:
-            self.source.publish(feedback_topic(reply.device_id), reply.feedback.payload())
+            try:
+                self.source.publish(feedback_topic(reply.device_id), reply.feedback.payload())
+            except Exception:  # feedback is a courtesy; the reading is already stored
+                log.exception("feedback could not be published")
         self.processed += len(batch)
 
     def _reconnect(self) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .model import MeasurementType, RejectReason
-from .normalise import Candidate, Context, Parsed
+from .normalise import Candidate, Context, Parsed, finite_number, is_member
 
 M = MeasurementType
 LOINC = "http://loinc.org"
@@ -73,7 +73,7 @@ def _quantity(holder: dict[str, Any], where: str) -> tuple[float, str]:
     if not isinstance(quantity, dict):
         raise _Invalid(RejectReason.SCHEMA_INVALID, f"{where}.valueQuantity: missing")
     value = quantity.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not finite_number(value):
         raise _Invalid(RejectReason.SCHEMA_INVALID, f"{where}.valueQuantity.value: not a number")
     unit = quantity.get("code") if quantity.get("system") == UCUM else None
     unit = unit if isinstance(unit, str) else quantity.get("unit")
@@ -120,7 +120,7 @@ def _observation(obs: dict[str, Any], where: str) -> list[Candidate] | None:
         return None
     key = _key(obs, where)
     status = obs.get("status")
-    if status not in READING_STATUSES:
+    if not is_member(status, READING_STATUSES):
         raise _Invalid(RejectReason.NOT_A_READING,
                        f"{where}.status: {str(status)[:20]!r} is not a final reading")
     codes = _codes(obs.get("code"))

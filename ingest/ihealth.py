@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from .model import MeasurementType, RejectReason
-from .normalise import Candidate, Context, Parsed
+from .normalise import Candidate, Context, Parsed, finite_number
 
 M = MeasurementType
 MAX_RECORDS = 1000
@@ -41,7 +41,9 @@ LISTS: dict[str, tuple[tuple[str, MeasurementType, str | None, dict[int, str]], 
 
 
 class _Invalid(Exception):
-    pass
+    def __init__(self, detail: str, reason: RejectReason = RejectReason.SCHEMA_INVALID) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 def offset(zone: Any) -> timezone:
@@ -67,9 +69,6 @@ def instant(mdate: Any, zone: Any) -> datetime:
     return wall.replace(tzinfo=offset(zone))
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 def _record(ctx: Context, name: str, record: Any, where: str, parsed: Parsed) -> None:
     key = record.get("DataID") if isinstance(record, dict) else None
@@ -82,26 +81,25 @@ def _record(ctx: Context, name: str, record: Any, where: str, parsed: Parsed) ->
         at = instant(record.get("MDate"), record.get("TimeZone"))
         fields = LISTS[name]
         main = fields[0][0]
-        if not _number(record.get(main)):
+        if not finite_number(record.get(main)):
             raise _Invalid(f"{main}: missing (the record's main value)")
         manual = record.get("DataSource") == "Manual"
         found = []
         for field, kind, unit_field, units in fields:
             if field not in record or (field == "HR" and record[field] in (0, None)):
                 continue  # an optional pulse; 0 is the API's "not measured"
-            if not _number(record[field]):
+            if not finite_number(record[field]):
                 raise _Invalid(f"{field}: not a number")
             code = record.get(unit_field, 0) if unit_field else 0
             unit = units.get(code) if isinstance(code, int) and not isinstance(code, bool) else None
             if unit is None:
-                raise _Invalid(f"{unit_field}: {str(code)[:12]!r} is not a known unit code")
+                raise _Invalid(f"{unit_field}: {str(code)[:12]!r} is not a known unit code",
+                               RejectReason.UNKNOWN_UNIT)
             found.append(Candidate(type=kind, value=float(record[field]), unit=unit,
                                    measured_at=at, manual=manual, key=key,
                                    where=f"{where}.{field}"))
     except _Invalid as invalid:
-        reason = (RejectReason.UNKNOWN_UNIT if "unit code" in str(invalid)
-                  else RejectReason.SCHEMA_INVALID)
-        parsed.rejections.append(ctx.reject(reason, f"{where}.{invalid}", key))
+        parsed.rejections.append(ctx.reject(invalid.reason, f"{where}.{invalid}", key))
         return
     parsed.candidates.extend(found)
     parsed.key = parsed.key or key

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .model import DeviceExtras, MeasurementType, RejectReason
-from .normalise import Candidate, Context, Parsed
+from .normalise import Candidate, Context, Parsed, finite_number
 
 SCHEMA = "hemmon.reading/1"
 MAX_MEASUREMENTS = 32
@@ -40,12 +40,9 @@ _MEASUREMENT = TypeAdapter(_Measurement)
 _MEASUREMENT_TYPES = {t.value: t for t in MeasurementType}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 def _battery(value: Any) -> float | None:
-    return float(value) if _is_number(value) and 0 <= value <= 100 else None
+    return float(value) if finite_number(value) and 0 <= value <= 100 else None
 
 
 def _oxygen(value: Any) -> bool | None:
@@ -117,10 +114,10 @@ def parse_native(ctx: Context) -> Parsed:
                 )
             )
             continue
-        if not _is_number(measurement.value) or measurement.unit is None:
+        if not finite_number(measurement.value) or measurement.unit is None:
             reason, detail = (
                 (RejectReason.SCHEMA_INVALID, "value must be a number")
-                if not _is_number(measurement.value)
+                if not finite_number(measurement.value)
                 else (RejectReason.UNKNOWN_UNIT, f"{kind} has no unit")
             )
             parsed.rejections.append(

@@ -9,10 +9,12 @@ shares (unit, plausibility, time) live here in `Candidate.build`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from typing import TypeGuard
 
 from .model import (
     Device,
@@ -31,6 +33,33 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 FUTURE_TOLERANCE = timedelta(minutes=5)
+MAX_MAGNITUDE = 1e12
+"""Numbers beyond this are nobody's vital sign: rejected before any arithmetic overflows."""
+
+
+def finite_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number hemmon can compute with: not a bool, finite, not absurdly large."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):
+        return abs(value) < MAX_MAGNITUDE
+    return math.isfinite(value) and abs(value) < MAX_MAGNITUDE
+
+
+def is_member(value: object, allowed: Container[object]) -> bool:
+    """`value in allowed` for untrusted JSON: a list or an object is never a member."""
+    return isinstance(value, str | int | float | bool) and value in allowed
+
+
+def safe_text(value: str | None) -> str | None:
+    """The text if PostgreSQL and JSON can carry it (no NUL, no lone surrogate), else None."""
+    if value is None or "\x00" in value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +82,7 @@ class Context:
             received_at=self.received_at,
             device_id=self.device.id,
             patient_id=self.device.patient_id,
-            key=key,
+            key=safe_text(key),
         )
 
 
@@ -219,6 +248,10 @@ def _normalise(
             )
             continue
         seen.add(identity)
+        if safe_text(candidate.key) is None:
+            rejections.append(ctx.reject(RejectReason.SCHEMA_INVALID,
+                                         f"{candidate.where}: the record's key is not valid text"))
+            continue
         result = candidate.build(ctx, fmt)
         if isinstance(result, Reading):
             readings.append(result)
@@ -228,6 +261,6 @@ def _normalise(
         readings=tuple(readings),
         rejections=tuple(rejections),
         extras=parsed.extras,
-        key=parsed.key,
+        key=safe_text(parsed.key),
         skipped=parsed.skipped,
     )

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .model import DeviceExtras, MeasurementType, RejectReason
-from .normalise import Candidate, Context, Parsed
+from .normalise import Candidate, Context, Parsed, finite_number, is_member
 
 M = MeasurementType
 
@@ -73,9 +73,6 @@ class _Invalid(Exception):
         self.reason, self.detail = reason, detail
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
 
 def _instant(text: Any, where: str) -> datetime:
     if not isinstance(text, str):
@@ -87,8 +84,8 @@ def _instant(text: Any, where: str) -> datetime:
 
 
 def _duration(value: Any, where: str) -> timedelta:
-    if not isinstance(value, dict) or not _number(value.get("value")) or (
-        value.get("unit") not in _DURATION_SECONDS
+    if not isinstance(value, dict) or not finite_number(value.get("value")) or (
+        not is_member(value.get("unit"), _DURATION_SECONDS)
     ):
         raise _Invalid(RejectReason.SCHEMA_INVALID, f"{where}: not a duration")
     try:
@@ -135,7 +132,7 @@ def _header(data: Any) -> tuple[str, str]:
     if not isinstance(schema, dict) or schema.get("namespace") != "omh":
         raise _Invalid(RejectReason.SCHEMA_INVALID, "header.schema_id: not an omh schema id")
     name = schema.get("name")
-    if name not in SCHEMAS:
+    if not isinstance(name, str) or name not in SCHEMAS:
         raise _Invalid(RejectReason.UNKNOWN_TYPE,
                        f"header.schema_id.name: {str(name)[:40]!r} is not a schema hemmon reads")
     if not isinstance(data.get("body"), dict):
@@ -146,13 +143,13 @@ def _header(data: Any) -> tuple[str, str]:
 def _oxygen_flow(body: dict[str, Any]) -> bool | None:
     """Whether the patient was on supplemental oxygen, from the optional flow rate."""
     for field, allowed in OXYGEN_ENUMERATIONS.items():
-        if field in body and body[field] not in allowed:
+        if field in body and not is_member(body[field], allowed):
             raise _Invalid(RejectReason.SCHEMA_INVALID, f"body.{field}: not a value the schema"
                                                         " allows")
     flow = body.get("supplemental_oxygen_flow_rate")
     if flow is None:
         return None
-    if not isinstance(flow, dict) or not _number(flow.get("value")):
+    if not isinstance(flow, dict) or not finite_number(flow.get("value")):
         raise _Invalid(RejectReason.SCHEMA_INVALID,
                        "body.supplemental_oxygen_flow_rate.value: missing (required)")
     if flow.get("unit") != "L/min":
@@ -163,12 +160,12 @@ def _oxygen_flow(body: dict[str, Any]) -> bool | None:
 
 def _check_descriptors(body: dict[str, Any]) -> None:
     for field, allowed in ENUMERATIONS.items():
-        if field in body and body[field] not in allowed:
+        if field in body and not is_member(body[field], allowed):
             raise _Invalid(RejectReason.SCHEMA_INVALID, f"body.{field}: not a value the schema"
                                                         " allows")
     if "descriptive_statistic" in body:
         statistic = body["descriptive_statistic"]
-        if statistic not in STATISTICS:
+        if not is_member(statistic, STATISTICS):
             raise _Invalid(RejectReason.SCHEMA_INVALID,
                            "body.descriptive_statistic: not a known statistic")
         raise _Invalid(RejectReason.NOT_A_READING,
@@ -191,10 +188,10 @@ def parse_omh(ctx: Context) -> Parsed:
         for field, kind, units in fields:
             value = body.get(field)
             where = f"body.{field}"
-            if not isinstance(value, dict) or not _number(value.get("value")):
+            if not isinstance(value, dict) or not finite_number(value.get("value")):
                 raise _Invalid(RejectReason.SCHEMA_INVALID, f"{where}.value: missing (required)")
             unit = value.get("unit")
-            if unit not in units:
+            if not isinstance(unit, str) or unit not in units:
                 raise _Invalid(RejectReason.UNKNOWN_UNIT,
                                f"{where}.unit: {str(unit)[:20]!r} is not a {name} unit")
             values.append((kind, float(value["value"]), units[unit], where))

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from .model import MeasurementType, RejectReason
-from .normalise import Candidate, Context, Parsed
+from .normalise import Candidate, Context, Parsed, finite_number, is_member
 
 M = MeasurementType
 TYPES: dict[int, tuple[MeasurementType, str]] = {
@@ -31,7 +31,7 @@ MAX_GROUPS = 500
 
 
 def _integer(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and finite_number(value)
 
 
 def _group(ctx: Context, group: Any, where: str, parsed: Parsed) -> None:
@@ -58,7 +58,7 @@ def _group(ctx: Context, group: Any, where: str, parsed: Parsed) -> None:
     if not isinstance(measures, list):
         return reject(RejectReason.SCHEMA_INVALID, "measures: missing")
     at = datetime.fromtimestamp(date, UTC)
-    manual = group.get("attrib") in MANUAL_ATTRIBS
+    manual = is_member(group.get("attrib"), MANUAL_ATTRIBS)
     for index, measure in enumerate(measures):
         place = f"measures[{index}]"
         if not isinstance(measure, dict) or not _integer(measure.get("type")):
