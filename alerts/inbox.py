@@ -118,7 +118,6 @@ def create_app(
         try:
             with pool.connection(timeout=2) as conn:
                 metrics.set_alert_gauges(storage.open_alert_stats(conn, clock()))
-                metrics.SILENT_DEVICES.set(storage.silent_devices(conn, clock()))
         except Exception:  # metrics must answer even when the database does not
             pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from hemmon.ingest.model import MeasurementType
-from hemmon.rules.evaluate import Finding
+from hemmon.rules.evaluate import Category, Finding
 from hemmon.rules.model import Level
 
 from .routing import CareTeam, Route, route_for
@@ -44,7 +44,7 @@ class Alert(BaseModel):
     patient_id: str
     rule: str
     rule_version: int
-    measurement: MeasurementType
+    measurement: MeasurementType | None
     level: Level
     route: Route
     status: Status
@@ -54,6 +54,7 @@ class Alert(BaseModel):
     last_value: float
     last_measured_at: datetime
     explanation: str
+    category: Category = "clinical"
 
 
 class TransitionError(ValueError):
@@ -69,7 +70,7 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
             rule_version=finding.rule_version,
             measurement=finding.measurement,
             level=finding.level,
-            route=route_for(finding.level, team, now),
+            route=route_for(finding.level, team, now, finding.category),
             status=Status.OPEN,
             opened_at=now,
             updated_at=now,
@@ -77,6 +78,7 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
             last_value=finding.value,
             last_measured_at=finding.measured_at,
             explanation=finding.explanation,
+            category=finding.category,
         )
     worse = finding.level.rank > current.level.rank
     level = finding.level if worse else current.level
@@ -84,7 +86,7 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
     return current.model_copy(
         update={
             "level": level,
-            "route": route_for(level, team, now) if worse else current.route,
+            "route": route_for(level, team, now, current.category) if worse else current.route,
             # a worse level needs eyes again, even if someone had acknowledged the milder one
             "status": Status.OPEN if worse else current.status,
             "rule_version": finding.rule_version,

@@ -89,8 +89,13 @@ class CareTeam:
     has_mobile_team: bool
 
 
-def route_for(level: Level, team: CareTeam, at: datetime) -> Route:
-    """Red outside the unit's office hours goes to the mobile team; the rest stays home."""
+def route_for(level: Level, team: CareTeam, at: datetime, category: str = "clinical") -> Route:
+    """Red outside the unit's office hours goes to the mobile team; the rest stays home.
+
+    Device and adherence notices always go to the health centre: they never page anyone.
+    """
+    if category != "clinical":
+        return Route.FAST_VARDKONTAKT
     if level is Level.RED and team.has_mobile_team and not team.office_hours.is_open(at):
         return Route.MOBILE_TEAM
     return Route.FAST_VARDKONTAKT

@@ -27,7 +27,7 @@ SYSTEM = "hemmon"
 
 _ALERT_COLUMNS = sql.SQL(
     "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
-    " updated_at, occurrences, last_value, last_measured_at, explanation"
+    " updated_at, occurrences, last_value, last_measured_at, explanation, category"
 )
 
 
@@ -84,12 +84,12 @@ def apply_findings(
             row = conn.execute(
                 "INSERT INTO alerts (patient_id, rule, rule_version, measurement, level, route,"
                 " status, opened_at, updated_at, occurrences, last_value, last_measured_at,"
-                " explanation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id",
-                (alert.patient_id, alert.rule, alert.rule_version, alert.measurement.value,
+                " explanation, category)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (alert.patient_id, alert.rule, alert.rule_version, alert.measurement,
                  alert.level.value, alert.route.value, alert.status.value, alert.opened_at,
                  alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
-                 alert.explanation),
+                 alert.explanation, alert.category),
             ).fetchone()
             assert row is not None
             alert = alert.model_copy(update={"id": row[0]})
@@ -140,7 +140,7 @@ def list_alerts(
     query = sql.SQL(
         "SELECT a.id, a.patient_id, a.rule, a.rule_version, a.measurement, a.level, a.route,"
         " a.status, a.opened_at, a.updated_at, a.occurrences, a.last_value,"
-        " a.last_measured_at, a.explanation, a.snoozed_until, p.unit_id"
+        " a.last_measured_at, a.explanation, a.category, a.snoozed_until, p.unit_id"
         " FROM alerts a JOIN patients p ON p.id = a.patient_id"
         " WHERE {scope} AND a.status = ANY(%s) AND (%s::text IS NULL OR a.route = %s)"
         " AND (%s::text IS NULL OR a.patient_id = %s)"
@@ -247,14 +247,23 @@ def open_alert_stats(conn: Connection, now: datetime) -> list[tuple[str, str, in
     return [(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
 
 
-SILENT_AFTER_HOURS = 48
+def open_notice_keys(conn: Connection, category: str) -> set[str]:
+    """Rules of the notices of a category that are not resolved."""
+    rows = conn.execute(
+        "SELECT rule FROM alerts WHERE category = %s AND status <> 'resolved'", (category,)
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
-def silent_devices(conn: Connection, now: datetime) -> int:
-    """Devices with no reading measured in the last 48 hours (or none at all)."""
-    row = conn.execute(
-        "SELECT count(*) FROM devices d WHERE NOT EXISTS (SELECT 1 FROM readings r"
-        " WHERE r.device_id = d.id AND r.measured_at > %s - make_interval(hours => %s))",
-        (now, SILENT_AFTER_HOURS),
-    ).fetchone()
-    return int(row[0]) if row else 0
+def resolve_cleared(conn: Connection, category: str, firing: set[str], now: datetime,
+                    note: str) -> int:
+    """Resolve the notices of a category whose condition no longer holds; how many."""
+    rows = conn.execute(
+        "UPDATE alerts SET status = 'resolved', updated_at = %s, resolved_at = %s,"
+        " resolved_by = %s, outcome = 'no_action'"
+        " WHERE category = %s AND status <> 'resolved' AND NOT (rule = ANY(%s)) RETURNING id",
+        (now, now, SYSTEM, category, sorted(firing)),
+    ).fetchall()
+    for row in rows:
+        _event(conn, int(row[0]), now, SYSTEM, "resolve", note=note)
+    return len(rows)

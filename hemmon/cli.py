@@ -134,6 +134,22 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _mosquitto_config(args: argparse.Namespace) -> int:
+    from hemmon.ingest.broker_auth import write_broker_files
+
+    from .roster import read_roster
+
+    roster = read_roster(Path(args.roster))
+    devices = [d.id for p in roster.patients for d in p.devices]
+    out = Path(args.out)
+    users = write_broker_files(out, devices, args.service_user)
+    print(f"wrote {out}/hemmon.passwd and {out}/hemmon.acl for {len(users) - 1} devices and"
+          f" the service account {args.service_user!r}; passwords in {out}/credentials.csv"
+          " (mode 0600: hand each device its own, give the service its URL as"
+          f" mqtt://{args.service_user}:PASSWORD@HOST:PORT)")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -181,6 +197,11 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--roster-out", help="also write a roster for these patients")
     simulate.add_argument("--quiet", action="store_true")
+    broker = sub.add_parser("mosquitto-config",
+                            help="Mosquitto password file and ACL from a roster")
+    broker.add_argument("roster")
+    broker.add_argument("--out", required=True, help="folder for the files")
+    broker.add_argument("--service-user", default="hemmon-service")
     normalise = sub.add_parser("normalise", help="print readings and rejections of files")
     normalise.add_argument("--format", required=True,
                            choices=("native", "fhir", "omh", "withings", "ihealth"))
@@ -218,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(settings)
             case "simulate":
                 return _simulate(settings, args)
+            case "mosquitto-config":
+                return _mosquitto_config(args)
             case _:
                 return _not_yet(args)
     except (SettingsError, RosterError) as exc:

@@ -20,7 +20,7 @@ route): never a patient, a device or a topic.
 | hemmon_batch_seconds | histogram | | one pipeline batch, normalise to commit |
 | hemmon_open_alerts | gauge | level, route | alerts open or acknowledged (read at scrape) |
 | hemmon_oldest_unacknowledged_alert_seconds | gauge | level, route | age of the oldest open alert |
-| hemmon_silent_devices | gauge | | devices past their expected interval (issue 6) |
+| hemmon_silent_devices | gauge | | devices not heard from within their expected interval |
 | hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
 """
 

@@ -19,17 +19,22 @@ import psycopg
 
 from hemmon import metrics
 from hemmon.alerts.feedback import Feedback, feedback_for
-from hemmon.alerts.storage import apply_findings
+from hemmon.alerts.storage import apply_findings, open_notice_keys, resolve_cleared
 from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason
 from hemmon.ingest.normalise import normalise
+from hemmon.ingest.status import StatusError, parse_status, status_device
 from hemmon.ingest.storage import (
+    device_states,
     get_rejection,
     identity,
     mark_replayed,
+    record_seen,
+    record_status,
     store_readings,
     store_rejections,
 )
 from hemmon.ingest.topics import TopicError, parse_readings_topic
+from hemmon.rules.devices import DeviceState, battery_key, device_findings
 from hemmon.rules.evaluate import Finding, evaluate
 
 from .roster import RosterSnapshot, read_snapshot, roster_revision
@@ -98,17 +103,29 @@ class Pipeline:
         """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors."""
         started = time.perf_counter()
         snap = self.snapshot()
+        statuses = [(m, device) for m in messages if (device := status_device(m.topic))]
         results: list[tuple[Message, Normalised]] = [
             (m, normalise(m.payload, topic=m.topic, devices=snap.devices,
                           received_at=m.received_at))
             for m in messages
+            if status_device(m.topic) is None
         ]
+        seen: dict[str, datetime] = {}
+        batteries: dict[str, float] = {}
+        for message, normalised in results:
+            device = _known_device(message.topic, snap)
+            if device is not None:
+                seen[device] = max(seen.get(device, message.received_at), message.received_at)
+                if normalised.extras.battery is not None:
+                    batteries[device] = normalised.extras.battery
         readings = [r for _, n in results for r in n.readings]
         findings = {identity(r): self._evaluate(snap, r) for r in readings}
         with self._conn.transaction():
             new = store_readings(self._conn, readings)
+            status_rejections = self._store_statuses(statuses, snap)
+            record_seen(self._conn, seen, batteries)
             new_rejections = store_rejections(
-                self._conn, [j for _, n in results for j in n.rejections]
+                self._conn, [j for _, n in results for j in n.rejections] + status_rejections
             )
             fresh = [f for key in new for f in findings[key]]
             changes = apply_findings(self._conn, fresh, snap.teams, self._clock())
@@ -145,6 +162,56 @@ class Pipeline:
         return [reply for m, n in results if (reply := _reply(m, n, findings)) is not None]
 
 
+    def _store_statuses(self, statuses: list[tuple[Message, str]],
+                        snap: RosterSnapshot) -> list[Rejection]:
+        rejections = []
+        for message, device_id in statuses:
+            device = snap.devices.get(device_id)
+            try:
+                if device is None:
+                    raise StatusError("the device is not in the roster")
+                report = parse_status(device_id, message.payload)
+            except StatusError as exc:
+                reason = (RejectReason.UNKNOWN_DEVICE if device is None
+                          else RejectReason.SCHEMA_INVALID)
+                rejections.append(Rejection(
+                    reason=reason, detail=str(exc), topic=message.topic, raw=message.payload,
+                    received_at=message.received_at, device_id=device_id,
+                    patient_id=device.patient_id if device else None))
+                continue
+            record_status(self._conn, device_id, report.online, report.battery,
+                          message.received_at)
+        return rejections
+
+    def sweep_devices(self) -> int:
+        """Open notices for silent devices and low batteries, resolve those that cleared.
+
+        Time-driven, so a device that stops sending is noticed on time, not when it comes
+        back. Returns how many devices are silent (the gauge).
+        """
+        now = self._clock()
+        snap = self.snapshot()
+        with self._conn.transaction():
+            open_keys = open_notice_keys(self._conn, "device")
+            findings = [
+                f
+                for device, patient, every, last_seen, battery, online
+                in device_states(self._conn)
+                if patient in snap.teams
+                for f in device_findings(
+                    DeviceState(device, patient, every, last_seen, battery, online), now,
+                    battery_notice_open=battery_key(device) in open_keys)
+            ]
+            fresh = [f for f in findings if f.rule_key not in open_keys]
+            changes = apply_findings(self._conn, fresh, snap.teams, now)
+            resolve_cleared(self._conn, "device", {f.rule_key for f in findings}, now,
+                            "mätaren hörs av igen")
+        for change in changes:
+            metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value).inc()
+        silent = sum(1 for f in findings if f.rule_key.startswith("device:silent:"))
+        metrics.SILENT_DEVICES.set(silent)
+        return silent
+
     def process_isolating(self, messages: Sequence[Message]) -> list[Reply]:
         """One message per transaction: a message the database or a bug refuses is kept as
         a rejection with its bytes instead of holding back every message after it."""
@@ -177,6 +244,14 @@ def _reply(
     own = [f for r in normalised.readings for f in findings.get(identity(r), [])]
     feedback = feedback_for(normalised, own)
     return None if feedback is None else Reply(device_id=device_id, feedback=feedback)
+
+
+def _known_device(topic: str, snap: RosterSnapshot) -> str | None:
+    try:
+        device_id = parse_readings_topic(topic).device_id
+    except TopicError:
+        return None
+    return device_id if device_id in snap.devices else None
 
 
 def _format_label(topic: str, snap: RosterSnapshot) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from hemmon.alerts.routing import CareTeam, OfficeHours
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
-from hemmon.rules.model import Rule
+from hemmon.rules.model import Duration, Rule
 from hemmon.rules.templates import GROUPS, effective_rules, parse_rules
 
 Connection = psycopg.Connection[Any]
@@ -62,6 +62,8 @@ class ClinicianEntry(_Entry):
 class DeviceEntry(_Entry):
     id: Id
     format: SourceFormat = SourceFormat.NATIVE
+    expect_every: Duration = timedelta(days=1)
+    """How often the device is expected to be heard from; silent longer is a notice."""
 
 
 class PatientEntry(_Entry):
@@ -180,7 +182,11 @@ def load_roster(
                 (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups)),
             )
             for d in p.devices:
-                upsert("devices", ("id", "patient_id", "format"), (d.id, p.id, d.format.value))
+                upsert("devices", ("id", "patient_id", "format", "expect_every"),
+                       (d.id, p.id, d.format.value, d.expect_every))
+                # registration counts as hearing from it: silence is measured from here
+                conn.execute("INSERT INTO device_status (device_id, last_seen_at)"
+                             " VALUES (%s, %s) ON CONFLICT DO NOTHING", (d.id, now))
             versions += _new_rule_version(conn, p, actor=actor, reason=reason, now=now)
         if changed or versions:
             conn.execute("UPDATE roster_revision SET revision = revision + 1, loaded_at = %s",

@@ -41,13 +41,16 @@ class EmbeddedRunner:
         client_id: str = "hemmon-embedded",
         protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         clock: Clock = utc_now,
+        sweep_seconds: float = 60.0,
     ) -> None:
         self._database_url = database_url
+        self._sweep_seconds = sweep_seconds
+        self._last_sweep = 0.0
         self._batch_max = batch_max
         self._batch_wait = batch_wait_ms / 1000
         self._clock = clock
         self.source = MqttSource(mqtt, client_id=client_id, protocol=protocol,
-                                 receive_maximum=max(2 * batch_max, 100))
+                                 receive_maximum=max(2 * batch_max, 100), clock=clock)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hemmon-pipeline", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
@@ -109,6 +112,19 @@ class EmbeddedRunner:
             batch = self._take_batch()
             if batch:
                 self._process(batch)
+            if time.monotonic() - self._last_sweep >= self._sweep_seconds:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        self._last_sweep = time.monotonic()
+        try:
+            assert self._pipeline is not None
+            self._pipeline.sweep_devices()
+        except psycopg.OperationalError as exc:
+            log.error("device sweep skipped, database unavailable: %s", exc)
+            self._reconnect()
+        except Exception:
+            log.exception("device sweep failed")
         metrics.MQTT_CONNECTED.set(0)
 
     def _process(self, batch: list[Incoming]) -> None:

@@ -33,6 +33,7 @@ class ServiceConfig:
     protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
     client_id: str = "hemmon-embedded"
     clock: Clock = field(default=utc_now)
+    sweep_seconds: float = 60.0
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -55,7 +56,7 @@ class Service:
         self.runner = EmbeddedRunner(
             config.database_url, config.mqtt, batch_max=config.batch_max,
             batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
-            client_id=config.client_id, clock=config.clock,
+            client_id=config.client_id, clock=config.clock, sweep_seconds=config.sweep_seconds,
         )
         self._pool: Any = None
         self.server: uvicorn.Server | None = None

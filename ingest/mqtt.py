@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from paho.mqtt.properties import Properties
 
 from hemmon.settings import MqttAddress, SettingsError
 
-from .topics import READINGS_SUBSCRIPTION
+from .topics import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,13 @@ class Incoming:
 
     __slots__ = ("mid", "payload", "qos", "received_at", "session", "topic")
 
-    def __init__(self, msg: mqtt.MQTTMessage, session: int) -> None:
+    def __init__(self, msg: mqtt.MQTTMessage, session: int, received_at: datetime) -> None:
         self.topic = msg.topic
         self.payload = bytes(msg.payload)
         self.mid = msg.mid
         self.qos = msg.qos
         self.session = session
-        self.received_at = datetime.now(UTC)
+        self.received_at = received_at
 
 
 class MqttSource:
@@ -52,11 +53,13 @@ class MqttSource:
         address: MqttAddress,
         *,
         client_id: str,
-        subscriptions: tuple[str, ...] = (READINGS_SUBSCRIPTION,),
+        subscriptions: tuple[str, ...] = (READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION),
         protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         receive_maximum: int = 1000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.address = address
+        self._clock = clock
         self.messages: queue.Queue[Incoming] = queue.Queue()
         self._subscriptions = subscriptions
         self._protocol = protocol
@@ -144,4 +147,4 @@ class MqttSource:
             log.warning("MQTT disconnected: %s; reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.messages.put(Incoming(msg, self._session))
+        self.messages.put(Incoming(msg, self._session, self._clock()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -141,3 +141,44 @@ def mark_replayed(conn: Connection, rejection_id: int, at: datetime, result: str
         "UPDATE rejections SET replayed_at = %s, replay_result = %s WHERE id = %s",
         (at, result, rejection_id),
     )
+
+
+def record_seen(conn: Connection, seen: dict[str, datetime],
+                batteries: dict[str, float]) -> None:
+    """Devices heard from in a batch (and any battery level they reported)."""
+    if not seen:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO device_status (device_id, battery, last_seen_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (device_id) DO UPDATE SET"
+            " last_seen_at = greatest(device_status.last_seen_at, EXCLUDED.last_seen_at),"
+            " battery = coalesce(EXCLUDED.battery, device_status.battery)",
+            [(device, batteries.get(device), at) for device, at in sorted(seen.items())],
+        )
+
+
+def record_status(conn: Connection, device_id: str, online: bool | None,
+                  battery: float | None, at: datetime) -> None:
+    """A device's own status report (retained message or last will)."""
+    conn.execute(
+        "INSERT INTO device_status (device_id, online, battery, status_at, last_seen_at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id) DO UPDATE SET"
+        " online = coalesce(EXCLUDED.online, device_status.online),"
+        " battery = coalesce(EXCLUDED.battery, device_status.battery),"
+        " status_at = EXCLUDED.status_at,"
+        # a last will says the device is gone: that is not hearing from it
+        " last_seen_at = CASE WHEN EXCLUDED.online IS FALSE THEN device_status.last_seen_at"
+        " ELSE greatest(device_status.last_seen_at, EXCLUDED.last_seen_at) END",
+        (device_id, online, battery, at, at),
+    )
+
+
+def device_states(conn: Connection) -> list[tuple[str, str, timedelta, datetime, float | None,
+                                                  bool | None]]:
+    """(device, patient, expected interval, last seen, battery, online) for every device."""
+    rows = conn.execute(
+        "SELECT d.id, d.patient_id, d.expect_every, s.last_seen_at, s.battery, s.online"
+        " FROM devices d JOIN device_status s ON s.device_id = d.id ORDER BY d.id"
+    ).fetchall()
+    return [(str(r[0]), str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]

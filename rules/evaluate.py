@@ -13,6 +13,9 @@ from hemmon.ingest.model import MeasurementType, Reading
 from .explain import threshold_explanation
 from .model import Level, Rule, ThresholdRule
 
+Direction = Literal["above", "below"]
+Category = Literal["clinical", "adherence", "device"]
+
 
 class Finding(BaseModel):
     """A rule that a reading breaks: what an alert is opened or updated from."""
@@ -22,17 +25,19 @@ class Finding(BaseModel):
     patient_id: str
     rule_key: str
     rule_version: int
-    measurement: MeasurementType
+    measurement: MeasurementType | None
     level: Level
     value: float
     limit: float
-    direction: Literal["above", "below"]
+    direction: Direction
     measured_at: datetime
     reading_key: str
     explanation: str
+    category: Category = "clinical"
+    """clinical (the patient's health), adherence (a missed plan) or device (its health)."""
 
 
-Direction = Literal["above", "below"]
+
 
 
 def threshold_level(rule: ThresholdRule, value: float) -> tuple[Level, float, Direction] | None:

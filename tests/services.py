@@ -91,7 +91,8 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def mosquitto() -> Iterator[Mosquitto]:
+def mosquitto(auth: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
+    """A broker on a private port; `auth` replaces the anonymous default."""
     binary = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
@@ -102,7 +103,7 @@ def mosquitto() -> Iterator[Mosquitto]:
     port = free_port()
     conf = base / "mosquitto.conf"
     conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"listener {port} 127.0.0.1\n{auth}persistence false\n"
         "max_queued_messages 100000\nmax_inflight_messages 1000\n"
     )
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -55,12 +56,14 @@ class Running:
 
 @contextmanager
 def running_service(
-    database_url: str, address: MqttAddress, *, client_id: str | None = None
+    database_url: str, address: MqttAddress, *, client_id: str | None = None,
+    clock: Callable[[], datetime] | None = None, sweep_seconds: float = 60.0,
 ) -> Iterator[Running]:
     port = free_port()
     service = Service(ServiceConfig(
         database_url=database_url, mqtt=address, secret_key=SECRET, http_port=port,
         batch_wait_ms=5, client_id=client_id or f"hemmon-test-{uuid.uuid4().hex[:8]}",
+        clock=clock or (lambda: datetime.now(UTC)), sweep_seconds=sweep_seconds,
     ))
     service.start()
     thread = threading.Thread(target=service.serve, daemon=True)

