@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
 
 from .access import Principal
@@ -98,10 +99,13 @@ def apply_findings(
             conn.execute(
                 "UPDATE alerts SET rule_version = %s, level = %s, route = %s, status = %s,"
                 " updated_at = %s, occurrences = %s, last_value = %s, last_measured_at = %s,"
-                " explanation = %s WHERE id = %s",
+                " explanation = %s,"
+                # a new excursion: the condition is active again
+                " cleared_at = CASE WHEN cleared_at < %s THEN NULL ELSE cleared_at END"
+                " WHERE id = %s",
                 (alert.rule_version, alert.level.value, alert.route.value, alert.status.value,
                  alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
-                 alert.explanation, alert.id),
+                 alert.explanation, finding.measured_at, alert.id),
             )
             action = "occurred"
         assert alert.id is not None
@@ -109,6 +113,21 @@ def apply_findings(
                value=finding.value, measured_at=finding.measured_at)
         changes.append(AlertChange(alert=alert, opened=current is None, finding=finding))
     return changes
+
+
+def mark_cleared(conn: Connection, patient_id: str, clears: Sequence[Clear]) -> None:
+    """Note on open alerts that their excursion ended (they stay for a nurse to close)."""
+    for clear in clears:
+        rows = conn.execute(
+            "UPDATE alerts SET cleared_at = %s WHERE patient_id = %s AND rule = %s"
+            " AND status <> 'resolved' AND last_measured_at < %s"
+            " AND (cleared_at IS NULL OR cleared_at < %s) RETURNING id",
+            (clear.measured_at, patient_id, clear.rule_key, clear.measured_at,
+             clear.measured_at),
+        ).fetchall()
+        for row in rows:
+            _event(conn, int(row[0]), clear.measured_at, SYSTEM, "cleared",
+                   note="värdet åter inom gränsen")
 
 
 def _scope(principal: Principal) -> sql.Composable:
@@ -140,7 +159,8 @@ def list_alerts(
     query = sql.SQL(
         "SELECT a.id, a.patient_id, a.rule, a.rule_version, a.measurement, a.level, a.route,"
         " a.status, a.opened_at, a.updated_at, a.occurrences, a.last_value,"
-        " a.last_measured_at, a.explanation, a.category, a.snoozed_until, p.unit_id"
+        " a.last_measured_at, a.explanation, a.category, a.snoozed_until, a.cleared_at,"
+        " p.unit_id"
         " FROM alerts a JOIN patients p ON p.id = a.patient_id"
         " WHERE {scope} AND a.status = ANY(%s) AND (%s::text IS NULL OR a.route = %s)"
         " AND (%s::text IS NULL OR a.patient_id = %s)"

@@ -12,6 +12,7 @@ route): never a patient, a device or a topic.
 | hemmon_records_skipped_total | counter | format | well-formed records that are not readings |
 | hemmon_rejections_total | counter | reason | new rejections kept |
 | hemmon_alerts_opened_total | counter | level, route | alerts opened |
+| hemmon_findings_historical_total | counter | | findings too old to alert on (a backlog) |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
 | hemmon_escalations_total | counter | | alerts moved to the mobile team, unacknowledged |
 | hemmon_reading_stored_seconds | histogram | | receipt -> reading committed |
@@ -42,6 +43,9 @@ RECORDS_SKIPPED = Counter(
     "hemmon_records_skipped", "Well-formed records that are not readings here", ["format"]
 )
 REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["reason"])
+FINDINGS_HISTORICAL = Counter(
+    "hemmon_findings_historical", "Findings about readings too old to alert on"
+)
 ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts opened", ["level", "route"])
 ALERT_UPDATES = Counter("hemmon_alert_updates", "Occurrences added to open alerts", ["level"])
 ESCALATIONS = Counter("hemmon_escalations", "Alerts escalated to the mobile team")

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from hemmon import metrics
 from hemmon.alerts.feedback import Feedback, feedback_for
-from hemmon.alerts.storage import apply_findings, open_notice_keys, resolve_cleared
+from hemmon.alerts.storage import (
+    apply_findings,
+    mark_cleared,
+    open_notice_keys,
+    resolve_cleared,
+)
 from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.status import StatusError, parse_status, status_device
@@ -35,12 +41,16 @@ from hemmon.ingest.storage import (
 )
 from hemmon.ingest.topics import TopicError, parse_readings_topic
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
-from hemmon.rules.evaluate import Finding, evaluate
+from hemmon.rules.engine import evaluate_points, lookback
+from hemmon.rules.evaluate import Finding
+from hemmon.rules.storage import link_findings, load_series, point_key, store_findings
 
 from .roster import RosterSnapshot, read_snapshot, roster_revision
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+STALE_AFTER = timedelta(hours=24)
+"""A finding about a reading measured longer ago than this is history: stored, not alerted."""
 
 
 def utc_now() -> datetime:
@@ -95,9 +105,35 @@ class Pipeline:
             self._checked = now
         return self._snapshot
 
-    def _evaluate(self, snap: RosterSnapshot, reading: Reading) -> list[Finding]:
-        rules = snap.rules.get(reading.patient_id)
-        return evaluate(reading, rules.rules, rules.version) if rules else []
+    def _evaluate(self, snap: RosterSnapshot, readings: Sequence[Reading]) -> list[Finding]:
+        """The findings of the batch's readings and of the later readings whose windows
+        they fall into, from the stored series (nothing is kept in memory), and the
+        excursions that ended, marked on their open alerts."""
+        by_patient: dict[str, list[Reading]] = defaultdict(list)
+        for reading in readings:
+            if reading.patient_id in snap.rules:
+                by_patient[reading.patient_id].append(reading)
+        spans = {p: lookback(snap.rules[p].rules) for p in by_patient}
+        series = load_series(self._conn, [
+            (p, min(r.measured_at for r in rs) - spans[p],
+             max(r.measured_at for r in rs) + spans[p])
+            for p, rs in by_patient.items()
+        ])
+        found: list[Finding] = []
+        for patient, batch in by_patient.items():
+            rules = snap.rules[patient]
+            own = series[patient]
+            targets = {
+                (point.key, point.measured_at): point
+                for r in batch
+                for point in own.get(r.type, [])
+                if r.measured_at <= point.measured_at <= r.measured_at + spans[patient]
+            }
+            ordered = sorted(targets.values(), key=lambda point: point.measured_at)
+            outcome = evaluate_points(patient, rules.rules, rules.version, own, ordered)
+            found.extend(outcome.findings)
+            mark_cleared(self._conn, patient, outcome.clears)
+        return found
 
     def process(self, messages: Sequence[Message]) -> list[Reply]:
         """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors."""
@@ -119,7 +155,7 @@ class Pipeline:
                 if normalised.extras.battery is not None:
                     batteries[device] = normalised.extras.battery
         readings = [r for _, n in results for r in n.readings]
-        findings = {identity(r): self._evaluate(snap, r) for r in readings}
+        now = self._clock()
         with self._conn.transaction():
             new = store_readings(self._conn, readings)
             status_rejections = self._store_statuses(statuses, snap)
@@ -127,8 +163,12 @@ class Pipeline:
             new_rejections = store_rejections(
                 self._conn, [j for _, n in results for j in n.rejections] + status_rejections
             )
-            fresh = [f for key in new for f in findings[key]]
-            changes = apply_findings(self._conn, fresh, snap.teams, self._clock())
+            findings = self._evaluate(snap, readings)
+            new_findings = store_findings(self._conn, findings, now)
+            alertable = [f for f in new_findings if now - f.measured_at <= STALE_AFTER]
+            changes = apply_findings(self._conn, alertable, snap.teams, now)
+            link_findings(self._conn, [(c.finding, c.alert.id) for c in changes
+                                       if c.alert.id is not None])
         committed = self._clock()
 
         for message, normalised in results:
@@ -143,23 +183,27 @@ class Pipeline:
                     max(0.0, (committed - r.received_at).total_seconds())
                 )
         metrics.READINGS_DUPLICATE.inc(len(readings) - len(new))
+        metrics.FINDINGS_HISTORICAL.inc(len(new_findings) - len(alertable))
         for j in new_rejections:
             metrics.REJECTIONS.labels(j.reason.value).inc()
             log.warning("message rejected: %s (%s)", j.reason.value, j.detail)
             log.debug("rejected message on %s: %r", j.topic, j.raw[:200])
-        received = {identity(r): r.received_at for r in readings}
+        received = {reading_key(r): r.received_at for r in readings}
         for change in changes:
             if change.opened:
                 metrics.ALERTS_OPENED.labels(change.alert.level.value,
                                              change.alert.route.value).inc()
-                key = next(k for k in new if change.finding in findings[k])
-                metrics.ALERT_OPENED_SECONDS.observe(
-                    max(0.0, (committed - received[key]).total_seconds())
-                )
+                arrived = received.get(change.finding.reading_key)
+                if arrived is not None:
+                    metrics.ALERT_OPENED_SECONDS.observe(
+                        max(0.0, (committed - arrived).total_seconds()))
             else:
                 metrics.ALERT_UPDATES.labels(change.finding.level.value).inc()
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        return [reply for m, n in results if (reply := _reply(m, n, findings)) is not None]
+        by_reading: dict[str, list[Finding]] = defaultdict(list)
+        for finding in findings:
+            by_reading[finding.reading_key].append(finding)
+        return [reply for m, n in results if (reply := _reply(m, n, by_reading)) is not None]
 
 
     def _store_statuses(self, statuses: list[tuple[Message, str]],
@@ -234,14 +278,19 @@ class Pipeline:
         return replies
 
 
+def reading_key(reading: Reading) -> str:
+    return point_key(reading.device_id, reading.key, reading.type.value)
+
+
 def _reply(
-    message: Message, normalised: Normalised, findings: dict[Any, list[Finding]]
+    message: Message, normalised: Normalised, findings: dict[str, list[Finding]]
 ) -> Reply | None:
     try:
         device_id = parse_readings_topic(message.topic).device_id
     except TopicError:
         return None
-    own = [f for r in normalised.readings for f in findings.get(identity(r), [])]
+    own = [f for r in normalised.readings for f in findings.get(reading_key(r), [])
+           if f.measured_at == r.measured_at]
     feedback = feedback_for(normalised, own)
     return None if feedback is None else Reply(device_id=device_id, feedback=feedback)
 

@@ -71,6 +71,8 @@ class Reading(BaseModel):
     manual: bool
     key: str
     """The message's idempotency key (native: message_id). Unique with device and type."""
+    on_oxygen: bool | None = None
+    """Whether the patient was on supplemental oxygen, when the message says."""
 
 
 class Rejection(BaseModel):

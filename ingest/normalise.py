@@ -254,7 +254,9 @@ def _normalise(
             continue
         result = candidate.build(ctx, fmt)
         if isinstance(result, Reading):
-            readings.append(result)
+            oxygen = parsed.extras.supplemental_oxygen
+            readings.append(result if oxygen is None
+                            else result.model_copy(update={"on_oxygen": oxygen}))
         else:
             rejections.append(result)
     return Normalised(

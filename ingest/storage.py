@@ -24,10 +24,11 @@ Identity = tuple[str, str, str, datetime]
 
 _COLUMNS = sql.SQL(
     "patient_id, device_id, type, value, measured_at, received_at, source_format, manual,"
-    " message_key"
+    " message_key, on_oxygen"
 )
 _TYPES = [
-    "text", "text", "text", "float8", "timestamptz", "timestamptz", "text", "bool", "text"
+    "text", "text", "text", "float8", "timestamptz", "timestamptz", "text", "bool", "text",
+    "bool",
 ]
 
 
@@ -50,7 +51,7 @@ def store_readings(conn: Connection, readings: Sequence[Reading]) -> set[Identit
             for r in readings:
                 copy.write_row(
                     (r.patient_id, r.device_id, r.type.value, r.value, r.measured_at,
-                     r.received_at, r.source_format.value, r.manual, r.key)
+                     r.received_at, r.source_format.value, r.manual, r.key, r.on_oxygen)
                 )
         cur.execute(
             sql.SQL(

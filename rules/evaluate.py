@@ -1,17 +1,16 @@
-"""Evaluate a reading against a patient's rules. Pure and deterministic."""
+"""Findings (a rule a reading broke) and the single-reading threshold check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from hemmon.ingest.model import MeasurementType, Reading
+from hemmon.ingest.model import MeasurementType
 
-from .explain import threshold_explanation
-from .model import Level, Rule, ThresholdRule
+from .model import Level, ThresholdRule
 
 Direction = Literal["above", "below"]
 Category = Literal["clinical", "adherence", "device"]
@@ -54,36 +53,6 @@ def threshold_level(rule: ThresholdRule, value: float) -> tuple[Level, float, Di
         if (direction == "above" and value > limit) or (direction == "below" and value < limit):
             return level, limit, direction
     return None
-
-
-def evaluate(reading: Reading, rules: Sequence[Rule], rule_version: int) -> list[Finding]:
-    """The findings one reading gives under the patient's rules (empty means green)."""
-    findings = []
-    for rule in rules:
-        if not isinstance(rule, ThresholdRule) or rule.measurement != reading.type:
-            continue
-        crossed = threshold_level(rule, reading.value)
-        if crossed is None:
-            continue
-        level, limit, direction = crossed
-        findings.append(
-            Finding(
-                patient_id=reading.patient_id,
-                rule_key=rule.key,
-                rule_version=rule_version,
-                measurement=reading.type,
-                level=level,
-                value=reading.value,
-                limit=limit,
-                direction=direction,
-                measured_at=reading.measured_at,
-                reading_key=reading.key,
-                explanation=threshold_explanation(
-                    reading.type, reading.value, level, limit, direction
-                ),
-            )
-        )
-    return findings
 
 
 def worst_level(findings: Iterable[Finding]) -> Level:

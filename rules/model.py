@@ -77,6 +77,10 @@ class ThresholdRule(_Rule):
     red_above: float | None = None
     yellow_below: float | None = None
     red_below: float | None = None
+    clear_margin: float | None = Field(default=None, ge=0)
+    """How far back inside the limits ends an excursion (None: a default per measurement)."""
+    clear_after: int = Field(default=3, ge=1, le=50)
+    """Or this many readings in a row inside the limits."""
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> ThresholdRule:
@@ -121,6 +125,8 @@ class MeanRule(_Rule):
     above: float | None = None
     below: float | None = None
     level: AlertLevel = Level.YELLOW
+    min_count: int = Field(default=3, ge=1)
+    """Fewer readings in the window than this give no mean to judge."""
 
     @property
     def key(self) -> str:
@@ -156,5 +162,4 @@ class News2Rule(_Rule):
 Rule = Annotated[
     ThresholdRule | ChangeRule | MeanRule | MissedRule | News2Rule, Field(discriminator="kind")
 ]
-EVALUATED_KINDS = frozenset({"threshold"})
-"""Kinds this version evaluates; the others are stored with the patient's rules already."""
+

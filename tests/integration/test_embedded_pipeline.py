@@ -175,7 +175,8 @@ def test_a_nurse_sees_her_own_unit_only(running: Running, mqtt: MqttAddress) -> 
     karin = running.token(Principal(user="nurse-karin", role="nurse",
                                     unit_id="hc-hammarstrand"))
     assert running.get("/api/v1/alerts", token=anna).json()["alerts"] == []
-    assert len(running.get("/api/v1/alerts", token=karin).json()["alerts"]) == 1
+    seen_by_karin = running.get("/api/v1/alerts", token=karin).json()["alerts"]
+    assert [(a["patient_id"], a["rule"]) for a in seen_by_karin] == [("p-0002", "threshold:spo2")]
     assert running.get("/api/v1/patients/p-0002/readings", token=anna).status_code == 403
     assert running.get("/api/v1/patients/p-0002/readings", token=karin).status_code == 200
 

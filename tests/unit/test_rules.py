@@ -7,10 +7,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from hemmon.ingest.model import MeasurementType, Reading, SourceFormat
-from hemmon.rules.evaluate import evaluate, threshold_level, worst_level
+from hemmon.ingest.model import MeasurementType
+from hemmon.rules.engine import Point, evaluate_points
+from hemmon.rules.evaluate import Finding, threshold_level, worst_level
 from hemmon.rules.explain import number, quantity
-from hemmon.rules.model import ChangeRule, Level, MissedRule, ThresholdRule, parse_duration
+from hemmon.rules.model import (
+    ChangeRule,
+    Level,
+    MissedRule,
+    Rule,
+    ThresholdRule,
+    parse_duration,
+)
 from hemmon.rules.templates import GROUPS, effective_rules, parse_rules, templates
 
 SPO2 = ThresholdRule(measurement=MeasurementType.SPO2, yellow_below=92, red_below=88)
@@ -18,11 +26,8 @@ SYSTOLIC = ThresholdRule(measurement=MeasurementType.BLOOD_PRESSURE_SYSTOLIC,
                          yellow_above=160, red_above=180, red_below=90)
 
 
-def reading(kind: MeasurementType, value: float) -> Reading:
-    at = datetime(2026, 11, 22, 8, tzinfo=UTC)
-    return Reading(patient_id="p-1", device_id="d-1", type=kind, value=value, unit="x",
-                   measured_at=at, received_at=at, source_format=SourceFormat.NATIVE,
-                   manual=False, key="k")
+def reading(kind: MeasurementType, value: float) -> Point:
+    return Point(kind, value, datetime(2026, 11, 22, 8, tzinfo=UTC), "d-1/k")
 
 
 @pytest.mark.parametrize(
@@ -39,8 +44,13 @@ def test_limits_are_strict(rule: ThresholdRule, value: float, level: Level | Non
     assert (crossed[0] if crossed else None) == level
 
 
+def evaluate(point: Point, rules: list[Rule], rule_version: int) -> list[Finding]:
+    outcome = evaluate_points("p-1", rules, rule_version, {point.type: [point]}, [point])
+    return outcome.findings
+
+
 def test_evaluate_explains_in_swedish_and_ignores_other_measurements() -> None:
-    rules = [SPO2, SYSTOLIC]
+    rules: list[Rule] = [SPO2, SYSTOLIC]
     [finding] = evaluate(reading(MeasurementType.SPO2, 86), rules, rule_version=3)
     assert finding.rule_key == "threshold:spo2"
     assert finding.rule_version == 3

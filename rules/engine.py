@@ -1,0 +1,222 @@
+"""Evaluate a patient's readings against the patient's rules. Pure and deterministic.
+
+Input: the rules, the stored readings around the ones to evaluate (each measurement's
+series, by the time it was measured), and the readings to evaluate (`targets`). Output: the
+findings, each tied to one rule and one reading, and the points where a threshold excursion
+ended. Windows use the measured time, so a late reading is judged where it belongs; the
+caller also re-evaluates the later readings whose windows a late reading falls into, which
+makes the findings of threshold and rise/fall rules independent of arrival order.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from hemmon.ingest.model import MeasurementType
+
+from .evaluate import Finding, threshold_level
+from .explain import NAMES, number, quantity, threshold_explanation
+from .model import ChangeRule, Level, MeanRule, News2Rule, Rule, ThresholdRule
+from .news2 import PARAMETERS, news2
+
+THRESHOLD_LOOKBACK = timedelta(days=7)
+URGENT_TOTAL = 5
+# How far past the limit a value must come back before an excursion ends, by measurement.
+CLEAR_MARGINS: dict[MeasurementType, float] = {
+    MeasurementType.HEART_RATE: 5, MeasurementType.SPO2: 1,
+    MeasurementType.BLOOD_PRESSURE_SYSTOLIC: 5, MeasurementType.BLOOD_PRESSURE_DIASTOLIC: 5,
+    MeasurementType.BODY_WEIGHT: 0.5, MeasurementType.BODY_TEMPERATURE: 0.2,
+    MeasurementType.RESPIRATORY_RATE: 2, MeasurementType.BLOOD_GLUCOSE: 0.3,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A stored reading as the engine sees it."""
+
+    type: MeasurementType
+    value: float
+    measured_at: datetime
+    key: str
+    """device/message: with the type and time, what identifies the reading."""
+    on_oxygen: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Clear:
+    """A threshold excursion ended at this reading (back past the limit with margin)."""
+
+    rule_key: str
+    measured_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    findings: list[Finding]
+    clears: list[Clear]
+
+
+def lookback(rules: Iterable[Rule]) -> timedelta:
+    """How far before a reading the engine looks, for these rules."""
+    spans = [THRESHOLD_LOOKBACK]
+    for rule in rules:
+        if isinstance(rule, ChangeRule | MeanRule | News2Rule):
+            spans.append(rule.within)
+    return max(spans)
+
+
+def _window(series: Sequence[Point], start: datetime, end: datetime) -> Sequence[Point]:
+    times = [p.measured_at for p in series]
+    return series[bisect_left(times, start):bisect_right(times, end)]
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    if days >= 1 and days == int(days):
+        return f"{int(days)} dygn"
+    return f"{number(span.total_seconds() / 3600)} timmar"
+
+
+class _Evaluator:
+    def __init__(self, patient_id: str, version: int,
+                 series: Mapping[MeasurementType, Sequence[Point]]) -> None:
+        self.patient_id, self.version, self.series = patient_id, version, series
+
+    def finding(self, rule: Rule, target: Point, level: Level, value: float, limit: float,
+                direction: str, explanation: str,
+                measurement: MeasurementType | None = None) -> Finding:
+        return Finding(
+            patient_id=self.patient_id, rule_key=rule.key, rule_version=self.version,
+            measurement=measurement if measurement is not None else target.type, level=level,
+            value=value, limit=limit, direction="above" if direction == "above" else "below",
+            measured_at=target.measured_at, reading_key=target.key, explanation=explanation,
+        )
+
+    def threshold(self, rule: ThresholdRule, target: Point, out: Outcome) -> None:
+        """A breaking reading is a finding; a return past limit +- margin ends the excursion."""
+        crossed = threshold_level(rule, target.value)
+        if crossed is not None:
+            level, limit, direction = crossed
+            out.findings.append(self.finding(
+                rule, target, level, target.value, limit, direction,
+                threshold_explanation(target.type, target.value, level, limit, direction)))
+            return
+        history = _window(self.series[target.type], target.measured_at - THRESHOLD_LOOKBACK,
+                          target.measured_at)
+        for point, cleared in excursion_ends(rule, history):
+            if cleared and point.measured_at == target.measured_at:
+                out.clears.append(Clear(rule.key, target.measured_at))
+
+    def change(self, rule: ChangeRule, target: Point, out: Outcome) -> None:
+        window = _window(self.series[target.type], target.measured_at - rule.within,
+                         target.measured_at)
+        if not window:
+            return
+        rise = rule.kind == "rise"
+        base = min(window, key=lambda p: p.value) if rise else max(window, key=lambda p: p.value)
+        change = target.value - base.value if rise else base.value - target.value
+        if change <= rule.above:
+            return
+        sign = "+" if rise else "−"
+        unit = quantity(target.type, 0).split(" ", 1)[1]
+        limit = f"{rule.above:.1f}".replace(".", ",")
+        out.findings.append(self.finding(
+            rule, target, rule.level, change, rule.above, "above" if rise else "below",
+            f"{NAMES[target.type]} {sign}{number(change)} {unit} på {_days(rule.within)}"
+            f" ({number(base.value)} -> {quantity(target.type, target.value)}), gräns"
+            f" {limit} {unit}"))
+
+    def mean(self, rule: MeanRule, target: Point, out: Outcome) -> None:
+        window = _window(self.series[target.type], target.measured_at - rule.within,
+                         target.measured_at)
+        if len(window) < rule.min_count:
+            return
+        mean = sum(p.value for p in window) / len(window)
+        for limit, direction, side in ((rule.above, "above", "över"),
+                                       (rule.below, "below", "under")):
+            if limit is not None and ((mean > limit) if direction == "above" else (mean < limit)):
+                out.findings.append(self.finding(
+                    rule, target, rule.level, mean, limit, direction,
+                    f"Medelvärde {NAMES[target.type].lower()} {_days(rule.within)}:"
+                    f" {quantity(target.type, mean)} ({len(window)} mätningar), {side} gränsen"
+                    f" {quantity(target.type, limit)}"))
+                return
+
+    def news2(self, rule: News2Rule, target: Point, out: Outcome) -> None:
+        vitals: dict[MeasurementType, float] = {}
+        on_oxygen = None
+        for kind in PARAMETERS:
+            window = _window(self.series.get(kind, ()), target.measured_at - rule.within,
+                             target.measured_at)
+            if window:
+                vitals[kind] = window[-1].value
+                if kind is MeasurementType.SPO2:
+                    on_oxygen = window[-1].on_oxygen
+        score = news2(vitals, scale=rule.scale, on_oxygen=on_oxygen)
+        # A single parameter scoring 3 is already a red threshold alert of its own; NEWS2
+        # adds what single limits miss: several vitals a little off at once.
+        if score.total < URGENT_TOTAL:
+            return
+        parts = ", ".join(f"{name} {points}" for name, points in score.scores.items() if points)
+        partial = f"; delpoäng saknas för {', '.join(score.missing)}" if score.partial else ""
+        word = "akut" if score.response == "emergency" else "brådskande"
+        out.findings.append(Finding(
+            patient_id=self.patient_id, rule_key=rule.key, rule_version=self.version,
+            measurement=None, level=Level.RED, value=score.total, limit=5, direction="above",
+            measured_at=target.measured_at, reading_key=target.key,
+            explanation=f"NEWS2 {score.total} ({word}, skala {rule.scale}): {parts}{partial}",
+        ))
+
+
+def excursion_ends(rule: ThresholdRule,
+                   series: Iterable[Point]) -> Iterable[tuple[Point, bool]]:
+    """(point, whether an excursion ended there) along a series, with hysteresis: it ends
+    when a value is back inside every limit by the margin, or after `clear_after` readings
+    in a row inside the limits. A value hovering at a limit does not end it."""
+    margin = rule.clear_margin if rule.clear_margin is not None else (
+        CLEAR_MARGINS[rule.measurement])
+    active = False
+    good = 0
+    for point in series:
+        ended = False
+        if threshold_level(rule, point.value) is not None:
+            active, good = True, 0
+        elif active:
+            good += 1
+            if good >= rule.clear_after or _back_inside(rule, point.value, margin):
+                active, ended = False, True
+        yield point, ended
+
+
+def _back_inside(rule: ThresholdRule, value: float, margin: float) -> bool:
+    """Whether a value is back inside every limit by at least the margin."""
+    above = [v for v in (rule.yellow_above, rule.red_above) if v is not None]
+    below = [v for v in (rule.yellow_below, rule.red_below) if v is not None]
+    return all(value <= a - margin for a in above) and all(value >= b + margin for b in below)
+
+
+def evaluate_points(
+    patient_id: str,
+    rules: Sequence[Rule],
+    version: int,
+    series: Mapping[MeasurementType, Sequence[Point]],
+    targets: Iterable[Point],
+) -> Outcome:
+    """Findings of every rule for each target, from the series (sorted by measured time)."""
+    evaluator = _Evaluator(patient_id, version, series)
+    out = Outcome(findings=[], clears=[])
+    vital = set(PARAMETERS)
+    for target in targets:
+        for rule in rules:
+            if isinstance(rule, ThresholdRule) and rule.measurement == target.type:
+                evaluator.threshold(rule, target, out)
+            elif isinstance(rule, ChangeRule) and rule.measurement == target.type:
+                evaluator.change(rule, target, out)
+            elif isinstance(rule, MeanRule) and rule.measurement == target.type:
+                evaluator.mean(rule, target, out)
+            elif isinstance(rule, News2Rule) and target.type in vital:
+                evaluator.news2(rule, target, out)
+    return out
