@@ -21,6 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hemmon import metrics
 from hemmon.ingest import storage as readings_store
+from hemmon.rules import storage as rules_store
+from hemmon.rules.model import Rule
+from hemmon.rules.templates import effective_rules
 
 from . import storage
 from .access import Principal, TokenError, read_token
@@ -45,6 +48,12 @@ class AcknowledgeBody(BaseModel):
 class ResolveBody(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
     outcome: Outcome
+
+
+class RulesBody(BaseModel):
+    rules: list[Rule]
+    """The patient's personal rules; they replace template rules of the same key."""
+    reason: str = Field(min_length=3, max_length=500)
 
 
 class SnoozeBody(BaseModel):
@@ -187,16 +196,47 @@ def create_app(
         patient_id: str, caller: Caller, conn: Db, type: str | None = None,
         since: datetime | None = None, until: datetime | None = None,
     ) -> dict[str, Any]:
-        allowed = storage.may_see_patient(conn, caller, patient_id)
-        if allowed is None:
-            raise ApiError(404, "not_found", f"no patient {patient_id}")
-        if not allowed:
-            raise ApiError(403, "forbidden", "this patient is not in your unit or team")
+        check_patient(conn, caller, patient_id)
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise ApiError(422, "invalid_request", f"{name}: give a time with an offset")
         return {"patient_id": patient_id,
                 "readings": readings_store.list_readings(conn, patient_id, type, since, until)}
+
+    def check_patient(conn: psycopg.Connection[Any], caller: Principal,
+                      patient_id: str) -> None:
+        allowed = storage.may_see_patient(conn, caller, patient_id)
+        if allowed is None:
+            raise ApiError(404, "not_found", f"no patient {patient_id}")
+        if not allowed:
+            raise ApiError(403, "forbidden", "this patient is not in your unit or team")
+
+    @app.get("/api/v1/patients/{patient_id}/rules")
+    def patient_rules(patient_id: str, caller: Caller, conn: Db) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id)
+        versions = rules_store.rule_history(conn, patient_id)
+        return {"patient_id": patient_id, "groups": rules_store.patient_groups(conn, patient_id),
+                "current": versions[0] if versions else None, "versions": versions}
+
+    @app.put("/api/v1/patients/{patient_id}/rules")
+    def change_rules(patient_id: str, body: RulesBody, caller: Caller,
+                     conn: Db) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id)
+        if caller.role not in ("nurse", "admin"):
+            raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
+        now = clock()
+        with conn.transaction():
+            groups = rules_store.patient_groups(conn, patient_id) or []
+            version = rules_store.save_rules(conn, patient_id, groups, body.rules,
+                                             actor=caller.user, reason=body.reason, now=now)
+            if version is None:
+                return {"patient_id": patient_id, "changed": False, "resolved": []}
+            rules_store.announce_rules_changed(conn, now)
+            resolved = storage.recheck_open_alerts(
+                conn, patient_id, effective_rules(groups, body.rules), version, caller.user,
+                now)
+        return {"patient_id": patient_id, "changed": True, "version": version,
+                "resolved": resolved}
 
     def admin_only(caller: Principal) -> None:
         if caller.role != "admin":

@@ -17,7 +17,8 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from hemmon.rules.engine import Clear
-from hemmon.rules.evaluate import Finding
+from hemmon.rules.evaluate import Finding, threshold_level
+from hemmon.rules.model import Rule, ThresholdRule
 
 from .access import Principal
 from .lifecycle import Alert, Outcome, Status, TransitionError, acknowledge, apply_finding, resolve
@@ -287,3 +288,38 @@ def resolve_cleared(conn: Connection, category: str, firing: set[str], now: date
     for row in rows:
         _event(conn, int(row[0]), now, SYSTEM, "resolve", note=note)
     return len(rows)
+
+
+def recheck_open_alerts(conn: Connection, patient_id: str, rules: Sequence[Rule],
+                        version: int, actor: str, now: datetime) -> list[int]:
+    """After a rule change: resolve the open alerts the new rules no longer justify.
+
+    Only the latest value is judged again; no history is evaluated, so a change never
+    raises an alert by itself.
+    """
+    by_key = {rule.key: rule for rule in rules}
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, rule, last_value FROM alerts WHERE patient_id = %s"
+            " AND category = 'clinical' AND status <> 'resolved' FOR UPDATE",
+            (patient_id,),
+        )
+        open_alerts = cur.fetchall()
+    resolved = []
+    for alert in open_alerts:
+        rule = by_key.get(alert["rule"])
+        if rule is None:
+            why = "regeln finns inte längre"
+        elif isinstance(rule, ThresholdRule) and threshold_level(rule, alert["last_value"]) is None:
+            why = "senaste värdet ligger inom de nya gränserna"
+        else:
+            continue
+        conn.execute(
+            "UPDATE alerts SET status = 'resolved', updated_at = %s, resolved_at = %s,"
+            " resolved_by = %s, outcome = 'no_action' WHERE id = %s",
+            (now, now, actor, alert["id"]),
+        )
+        _event(conn, int(alert["id"]), now, actor, "resolve",
+               note=f"Reglerna ändrades (version {version}): {why}")
+        resolved.append(int(alert["id"]))
+    return resolved

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -43,12 +44,21 @@ from hemmon.ingest.topics import TopicError, parse_readings_topic
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
 from hemmon.rules.engine import evaluate_points, lookback
 from hemmon.rules.evaluate import Finding
-from hemmon.rules.storage import link_findings, load_series, point_key, store_findings
+from hemmon.rules.model import MissedRule
+from hemmon.rules.schedule import missed
+from hemmon.rules.storage import (
+    last_readings,
+    link_findings,
+    load_series,
+    point_key,
+    store_findings,
+)
 
 from .roster import RosterSnapshot, read_snapshot, roster_revision
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 STALE_AFTER = timedelta(hours=24)
 """A finding about a reading measured longer ago than this is history: stored, not alerted."""
 
@@ -85,9 +95,11 @@ class Pipeline:
         *,
         clock: Clock = utc_now,
         reload_interval: float = 2.0,
+        zone: ZoneInfo = STOCKHOLM,
     ) -> None:
         self._conn = conn
         self._clock = clock
+        self._zone = zone
         self._reload_interval = reload_interval
         self._snapshot: RosterSnapshot | None = None
         self._checked = 0.0
@@ -227,11 +239,46 @@ class Pipeline:
                           message.received_at)
         return rejections
 
-    def sweep_devices(self) -> int:
+    def sweep(self) -> None:
+        """The time-driven checks: silent devices and batteries, then missed measurements
+        (not for patients whose device is silent: that is one device notice, not a storm
+        of adherence notices)."""
+        silent = self.sweep_devices()
+        self.sweep_adherence(silent)
+
+    def sweep_adherence(self, silent_patients: set[str]) -> None:
+        """Adherence notices for measurements the care plan expected and nobody took."""
+        now = self._clock()
+        snap = self.snapshot()
+        plans = [(patient, rules, rule) for patient, rules in snap.rules.items()
+                 if patient not in silent_patients and patient in snap.teams
+                 for rule in rules.rules if isinstance(rule, MissedRule)]
+        if not plans:
+            return
+        with self._conn.transaction():
+            last = last_readings(self._conn,
+                                 {(p, rule.measurement.value) for p, _, rule in plans})
+            found = [
+                finding for patient, rules, rule in plans
+                if (finding := missed(rule, patient_id=patient, version=rules.version,
+                                      effective_from=rules.effective_from, now=now,
+                                      zone=self._zone,
+                                      last=last[(patient, rule.measurement.value)]))
+            ]
+            new = store_findings(self._conn, found, now)
+            changes = apply_findings(self._conn, new, snap.teams, now)
+            link_findings(self._conn, [(c.finding, c.alert.id) for c in changes
+                                       if c.alert.id is not None])
+        for change in changes:
+            if change.opened:
+                metrics.ALERTS_OPENED.labels(change.alert.level.value,
+                                             change.alert.route.value).inc()
+
+    def sweep_devices(self) -> set[str]:
         """Open notices for silent devices and low batteries, resolve those that cleared.
 
         Time-driven, so a device that stops sending is noticed on time, not when it comes
-        back. Returns how many devices are silent (the gauge).
+        back. Returns the patients with a silent device.
         """
         now = self._clock()
         snap = self.snapshot()
@@ -252,9 +299,9 @@ class Pipeline:
                             "mätaren hörs av igen")
         for change in changes:
             metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value).inc()
-        silent = sum(1 for f in findings if f.rule_key.startswith("device:silent:"))
-        metrics.SILENT_DEVICES.set(silent)
-        return silent
+        silent = [f for f in findings if f.rule_key.startswith("device:silent:")]
+        metrics.SILENT_DEVICES.set(len(silent))
+        return {f.patient_id for f in silent}
 
     def process_isolating(self, messages: Sequence[Message]) -> list[Reply]:
         """One message per transaction: a message the database or a bug refuses is kept as

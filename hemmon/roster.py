@@ -7,7 +7,6 @@ device -> patient, each patient's effective rules and care team.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +21,8 @@ from hemmon.alerts.routing import CareTeam, OfficeHours
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
 from hemmon.rules.model import Duration, Rule
-from hemmon.rules.templates import GROUPS, effective_rules, parse_rules
+from hemmon.rules.storage import save_rules
+from hemmon.rules.templates import GROUPS, parse_rules
 
 Connection = psycopg.Connection[Any]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
@@ -130,10 +130,6 @@ def _check_references(roster: RosterFile) -> None:
             seen_devices.add(d.id)
 
 
-def _rules_json(rules: tuple[Rule, ...] | list[Rule]) -> str:
-    return json.dumps([r.model_dump(mode="json") for r in rules], sort_keys=True)
-
-
 @dataclass(frozen=True, slots=True)
 class LoadResult:
     changed_rows: int
@@ -187,40 +183,20 @@ def load_roster(
                 # registration counts as hearing from it: silence is measured from here
                 conn.execute("INSERT INTO device_status (device_id, last_seen_at)"
                              " VALUES (%s, %s) ON CONFLICT DO NOTHING", (d.id, now))
-            versions += _new_rule_version(conn, p, actor=actor, reason=reason, now=now)
+            saved = save_rules(conn, p.id, p.groups, p.rules, actor=actor, reason=reason,
+                               now=now)
+            versions += saved is not None
         if changed or versions:
             conn.execute("UPDATE roster_revision SET revision = revision + 1, loaded_at = %s",
                          (now,))
     return LoadResult(changed_rows=changed, new_rule_versions=versions)
 
 
-def _new_rule_version(
-    conn: Connection, patient: PatientEntry, *, actor: str, reason: str, now: datetime
-) -> int:
-    effective = _rules_json(effective_rules(patient.groups, patient.rules))
-    personal = _rules_json(patient.rules)
-    row = conn.execute(
-        "SELECT version, rules::text, personal::text FROM rule_versions WHERE patient_id = %s"
-        " ORDER BY version DESC LIMIT 1",
-        (patient.id,),
-    ).fetchone()
-    if row is not None and json.loads(row[1]) == json.loads(effective) and (
-        json.loads(row[2]) == json.loads(personal)
-    ):
-        return 0
-    version = 1 if row is None else int(row[0]) + 1
-    conn.execute(
-        "INSERT INTO rule_versions (patient_id, version, rules, personal, changed_by,"
-        " changed_at, reason, effective_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (patient.id, version, effective, personal, actor, now, reason, now),
-    )
-    return 1
-
-
 @dataclass(frozen=True, slots=True)
 class PatientRules:
     version: int
     rules: tuple[Rule, ...]
+    effective_from: datetime
 
 
 @dataclass(frozen=True)
@@ -246,10 +222,11 @@ def read_snapshot(conn: Connection) -> RosterSnapshot:
         for r in conn.execute("SELECT id, patient_id, format FROM devices")
     }
     rules = {
-        str(r[0]): PatientRules(version=int(r[1]), rules=tuple(parse_rules(r[2])))
+        str(r[0]): PatientRules(version=int(r[1]), rules=tuple(parse_rules(r[2])),
+                                effective_from=r[3])
         for r in conn.execute(
-            "SELECT DISTINCT ON (patient_id) patient_id, version, rules FROM rule_versions"
-            " ORDER BY patient_id, version DESC"
+            "SELECT DISTINCT ON (patient_id) patient_id, version, rules, effective_from"
+            " FROM rule_versions ORDER BY patient_id, version DESC"
         )
     }
     teams = {

@@ -119,7 +119,7 @@ class EmbeddedRunner:
         self._last_sweep = time.monotonic()
         try:
             assert self._pipeline is not None
-            self._pipeline.sweep_devices()
+            self._pipeline.sweep()
         except psycopg.OperationalError as exc:
             log.error("device sweep skipped, database unavailable: %s", exc)
             self._reconnect()

@@ -6,17 +6,21 @@ ones, so a restart (or a second worker) evaluates exactly as the first did.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 
 from hemmon.ingest.model import MeasurementType
 
 from .engine import Point
 from .evaluate import Finding
+from .model import Rule
+from .templates import effective_rules
 
 Connection = psycopg.Connection[Any]
 Series = dict[str, dict[MeasurementType, list[Point]]]
@@ -81,3 +85,72 @@ def link_findings(conn: Connection, links: Iterable[tuple[Finding, int]]) -> Non
             [(alert_id, f.patient_id, f.rule_key, f.reading_key, f.measured_at)
              for f, alert_id in links],
         )
+
+
+def _rules_json(rules: Sequence[Rule]) -> str:
+    return json.dumps([r.model_dump(mode="json") for r in rules], sort_keys=True)
+
+
+def save_rules(conn: Connection, patient_id: str, groups: Sequence[str],
+               personal: Sequence[Rule], *, actor: str, reason: str,
+               now: datetime) -> int | None:
+    """A new rule version when the rules differ from the latest; its number, or None.
+
+    Effective rules are the group templates with the personal rules on top; every version
+    records who changed it, when, why, and from when it applies.
+    """
+    effective = _rules_json(effective_rules(groups, personal))
+    mine = _rules_json(personal)
+    row = conn.execute(
+        "SELECT version, rules::text, personal::text FROM rule_versions WHERE patient_id = %s"
+        " ORDER BY version DESC LIMIT 1 FOR UPDATE",
+        (patient_id,),
+    ).fetchone()
+    if row is not None and json.loads(row[1]) == json.loads(effective) and (
+        json.loads(row[2]) == json.loads(mine)
+    ):
+        return None
+    version = 1 if row is None else int(row[0]) + 1
+    conn.execute(
+        "INSERT INTO rule_versions (patient_id, version, rules, personal, changed_by,"
+        " changed_at, reason, effective_from) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (patient_id, version, effective, mine, actor, now, reason, now),
+    )
+    return version
+
+
+def rule_history(conn: Connection, patient_id: str) -> list[dict[str, Any]]:
+    """Every version of a patient's rules, newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT version, rules, personal, changed_by, changed_at, reason, effective_from"
+            " FROM rule_versions WHERE patient_id = %s ORDER BY version DESC",
+            (patient_id,),
+        )
+        return cur.fetchall()
+
+
+def last_readings(conn: Connection,
+                  pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], datetime | None]:
+    """The latest measured time of each (patient, measurement)."""
+    patients, kinds = [], []
+    for patient, kind in pairs:
+        patients.append(patient)
+        kinds.append(kind)
+    rows = conn.execute(
+        "SELECT w.patient, w.kind, (SELECT max(r.measured_at) FROM readings r"
+        " WHERE r.patient_id = w.patient AND r.type = w.kind)"
+        " FROM unnest(%s::text[], %s::text[]) AS w(patient, kind)",
+        (patients, kinds),
+    ).fetchall()
+    return {(str(r[0]), str(r[1])): r[2] for r in rows}
+
+
+def patient_groups(conn: Connection, patient_id: str) -> list[str] | None:
+    row = conn.execute("SELECT groups FROM patients WHERE id = %s", (patient_id,)).fetchone()
+    return None if row is None else list(row[0])
+
+
+def announce_rules_changed(conn: Connection, now: datetime) -> None:
+    """Tell running pipelines to read the rules again (they watch the roster revision)."""
+    conn.execute("UPDATE roster_revision SET revision = revision + 1, loaded_at = %s", (now,))

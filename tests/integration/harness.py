@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -24,6 +24,16 @@ from hemmon.settings import MqttAddress
 from ..services import free_port
 
 SECRET = "test-secret-key-0123456789-abcdefghij"
+
+
+class Clock:
+    """Real time plus an offset the test moves."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
 @dataclass
@@ -43,6 +53,10 @@ class Running:
              token: str | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
         return self.http.post(path, headers=headers, json=body or {})
+
+    def put(self, path: str, body: dict[str, Any], token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        return self.http.put(path, headers=headers, json=body)
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample's value from /metrics (0 when absent)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -14,17 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hemmon.settings import MqttAddress
 
-from .harness import Running, running_service, wait_until
-
-
-class Clock:
-    """Real time plus an offset the test moves."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+from .harness import Clock, Running, running_service, wait_until
 
 
 @pytest.fixture
