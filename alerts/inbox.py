@@ -27,6 +27,7 @@ from hemmon.rules.templates import effective_rules
 
 from . import storage
 from .access import Principal, TokenError, read_token
+from .audit import log_access, query_access
 from .lifecycle import Outcome, TransitionError
 
 Clock = Callable[[], datetime]
@@ -127,6 +128,7 @@ def create_app(
         try:
             with pool.connection(timeout=2) as conn:
                 metrics.set_alert_gauges(storage.open_alert_stats(conn, clock()))
+                metrics.NOTIFICATIONS_PENDING.set(storage.pending_notifications(conn))
         except Exception:  # metrics must answer even when the database does not
             pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -148,6 +150,9 @@ def create_app(
         patient: str | None = None,
     ) -> dict[str, Any]:
         rows = storage.list_alerts(conn, caller, status=status, route=route, patient=patient)
+        patients = sorted({row["patient_id"] for row in rows})
+        audit(caller, "list_alerts", patient if patient else None,
+              detail=f"{len(rows)} alerts, patients: {', '.join(patients)[:2000]}")
         return {"alerts": rows}
 
     @app.get("/api/v1/alerts/{alert_id}")
@@ -155,7 +160,9 @@ def create_app(
         try:
             found = storage.get_alert(conn, caller, alert_id)
         except storage.NotFound as exc:
+            audit(caller, "read_alert", None, allowed=False, detail=f"alert {alert_id}")
             raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
+        audit(caller, "read_alert", found["patient_id"], detail=f"alert {alert_id}")
         found["readings"] = readings_store.list_readings(
             conn, found["patient_id"], found["measurement"],
             found["opened_at"] - timedelta(days=14), None,
@@ -196,24 +203,32 @@ def create_app(
         patient_id: str, caller: Caller, conn: Db, type: str | None = None,
         since: datetime | None = None, until: datetime | None = None,
     ) -> dict[str, Any]:
-        check_patient(conn, caller, patient_id)
+        check_patient(conn, caller, patient_id, "read_readings")
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise ApiError(422, "invalid_request", f"{name}: give a time with an offset")
         return {"patient_id": patient_id,
                 "readings": readings_store.list_readings(conn, patient_id, type, since, until)}
 
-    def check_patient(conn: psycopg.Connection[Any], caller: Principal,
-                      patient_id: str) -> None:
+    def audit(caller: Principal, action: str, patient_id: str | None, *, allowed: bool = True,
+              detail: str | None = None) -> None:
+        log_access(pool, caller, action, patient_id, allowed=allowed, at=clock(),
+                   detail=detail)
+
+    def check_patient(conn: psycopg.Connection[Any], caller: Principal, patient_id: str,
+                      action: str) -> None:
+        """404 for no such patient; 403, logged, for a patient outside the caller's scope;
+        otherwise the read is logged."""
         allowed = storage.may_see_patient(conn, caller, patient_id)
         if allowed is None:
             raise ApiError(404, "not_found", f"no patient {patient_id}")
+        audit(caller, action, patient_id, allowed=allowed)
         if not allowed:
             raise ApiError(403, "forbidden", "this patient is not in your unit or team")
 
     @app.get("/api/v1/patients/{patient_id}/rules")
     def patient_rules(patient_id: str, caller: Caller, conn: Db) -> dict[str, Any]:
-        check_patient(conn, caller, patient_id)
+        check_patient(conn, caller, patient_id, "read_rules")
         versions = rules_store.rule_history(conn, patient_id)
         return {"patient_id": patient_id, "groups": rules_store.patient_groups(conn, patient_id),
                 "current": versions[0] if versions else None, "versions": versions}
@@ -221,7 +236,7 @@ def create_app(
     @app.put("/api/v1/patients/{patient_id}/rules")
     def change_rules(patient_id: str, body: RulesBody, caller: Caller,
                      conn: Db) -> dict[str, Any]:
-        check_patient(conn, caller, patient_id)
+        check_patient(conn, caller, patient_id, "change_rules")
         if caller.role not in ("nurse", "admin"):
             raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
         now = clock()
@@ -240,7 +255,19 @@ def create_app(
 
     def admin_only(caller: Principal) -> None:
         if caller.role != "admin":
-            raise ApiError(403, "forbidden", "rejections are for administrators")
+            raise ApiError(403, "forbidden", "this is for administrators")
+
+    @app.get("/api/v1/access-log")
+    def access_log(caller: Caller, conn: Db, patient: str | None = None,
+                   user: str | None = None) -> dict[str, Any]:
+        if caller.role != "admin":
+            raise ApiError(403, "forbidden", "the access log is for administrators")
+        return {"entries": query_access(conn, patient=patient, user=user)}
+
+    @app.get("/api/v1/notifications")
+    def notifications(caller: Caller, conn: Db) -> dict[str, Any]:
+        admin_only(caller)
+        return {"notifications": storage.list_notifications(conn)}
 
     @app.get("/api/v1/rejections")
     def rejections(caller: Caller, conn: Db) -> dict[str, Any]:

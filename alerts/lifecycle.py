@@ -50,6 +50,8 @@ class Alert(BaseModel):
     status: Status
     opened_at: datetime
     updated_at: datetime
+    level_since: datetime
+    """When the alert reached its level: escalation counts from here."""
     occurrences: int
     last_value: float
     last_measured_at: datetime
@@ -74,6 +76,7 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
             status=Status.OPEN,
             opened_at=now,
             updated_at=now,
+            level_since=now,
             occurrences=1,
             last_value=finding.value,
             last_measured_at=finding.measured_at,
@@ -86,6 +89,7 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
     return current.model_copy(
         update={
             "level": level,
+            "level_since": now if worse else current.level_since,
             "route": route_for(level, team, now, current.category) if worse else current.route,
             # a worse level needs eyes again, even if someone had acknowledged the milder one
             "status": Status.OPEN if worse else current.status,

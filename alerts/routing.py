@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -30,6 +30,8 @@ class Route(StrEnum):
 
     FAST_VARDKONTAKT = "fast_vardkontakt"
     MOBILE_TEAM = "mobile_team"
+    UNIT_FALLBACK = "unit_fallback"
+    """The unit's out-of-hours contact, for a patient without a mobile team."""
 
 
 class OfficeHoursError(ValueError):
@@ -87,15 +89,40 @@ class CareTeam:
 
     office_hours: OfficeHours
     has_mobile_team: bool
+    red_to_mobile_team: bool = False
+    """Every red alert goes to the mobile team, in office hours too."""
+
+
+def away(team: CareTeam) -> Route:
+    """Where a red alert goes when the health centre cannot take it."""
+    return Route.MOBILE_TEAM if team.has_mobile_team else Route.UNIT_FALLBACK
 
 
 def route_for(level: Level, team: CareTeam, at: datetime, category: str = "clinical") -> Route:
-    """Red outside the unit's office hours goes to the mobile team; the rest stays home.
+    """Red outside the unit's office hours goes to the mobile team (or, without one, the
+    unit's fallback contact); the rest stays with the fast vårdkontakt.
 
-    Device and adherence notices always go to the health centre: they never page anyone.
+    Yellow is never paged. Device and adherence notices always go to the health centre.
     """
-    if category != "clinical":
+    if category != "clinical" or level is not Level.RED:
         return Route.FAST_VARDKONTAKT
-    if level is Level.RED and team.has_mobile_team and not team.office_hours.is_open(at):
+    if team.has_mobile_team and team.red_to_mobile_team:
         return Route.MOBILE_TEAM
+    if not team.office_hours.is_open(at):
+        return away(team)
     return Route.FAST_VARDKONTAKT
+
+
+def escalation(*, level: Level, route: Route, acknowledged: bool, category: str,
+               level_since: datetime, snoozed_until: datetime | None, team: CareTeam,
+               now: datetime, after: timedelta) -> Route | None:
+    """Where an unacknowledged red alert goes once `after` has passed; None: stays put.
+
+    A snoozed alert waits for its snooze to end; a snooze always ends.
+    """
+    if (category != "clinical" or level is not Level.RED or acknowledged
+            or route is not Route.FAST_VARDKONTAKT):
+        return None
+    if snoozed_until is not None and snoozed_until > now:
+        return None
+    return away(team) if now - level_since >= after else None

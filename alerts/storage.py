@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding, threshold_level
@@ -22,14 +23,14 @@ from hemmon.rules.model import Rule, ThresholdRule
 
 from .access import Principal
 from .lifecycle import Alert, Outcome, Status, TransitionError, acknowledge, apply_finding, resolve
-from .routing import CareTeam
+from .routing import CareTeam, Route, escalation
 
 Connection = psycopg.Connection[Any]
 SYSTEM = "hemmon"
 
 _ALERT_COLUMNS = sql.SQL(
     "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
-    " updated_at, occurrences, last_value, last_measured_at, explanation, category"
+    " updated_at, level_since, occurrences, last_value, last_measured_at, explanation, category"
 )
 
 
@@ -85,13 +86,14 @@ def apply_findings(
         if current is None:
             row = conn.execute(
                 "INSERT INTO alerts (patient_id, rule, rule_version, measurement, level, route,"
-                " status, opened_at, updated_at, occurrences, last_value, last_measured_at,"
-                " explanation, category)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                " status, opened_at, updated_at, level_since, occurrences, last_value,"
+                " last_measured_at, explanation, category)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING id",
                 (alert.patient_id, alert.rule, alert.rule_version, alert.measurement,
                  alert.level.value, alert.route.value, alert.status.value, alert.opened_at,
-                 alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
-                 alert.explanation, alert.category),
+                 alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
+                 alert.last_measured_at, alert.explanation, alert.category),
             ).fetchone()
             assert row is not None
             alert = alert.model_copy(update={"id": row[0]})
@@ -99,21 +101,85 @@ def apply_findings(
         else:
             conn.execute(
                 "UPDATE alerts SET rule_version = %s, level = %s, route = %s, status = %s,"
-                " updated_at = %s, occurrences = %s, last_value = %s, last_measured_at = %s,"
-                " explanation = %s,"
+                " updated_at = %s, level_since = %s, occurrences = %s, last_value = %s,"
+                " last_measured_at = %s, explanation = %s,"
                 # a new excursion: the condition is active again
                 " cleared_at = CASE WHEN cleared_at < %s THEN NULL ELSE cleared_at END"
                 " WHERE id = %s",
                 (alert.rule_version, alert.level.value, alert.route.value, alert.status.value,
-                 alert.updated_at, alert.occurrences, alert.last_value, alert.last_measured_at,
-                 alert.explanation, finding.measured_at, alert.id),
+                 alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
+                 alert.last_measured_at, alert.explanation, finding.measured_at, alert.id),
             )
             action = "occurred"
         assert alert.id is not None
         _event(conn, alert.id, now, SYSTEM, action, level=finding.level.value,
                value=finding.value, measured_at=finding.measured_at)
+        moved = current is None or current.route is not alert.route
+        if moved and alert.route is not Route.FAST_VARDKONTAKT:
+            enqueue(conn, alert, "page", now)
         changes.append(AlertChange(alert=alert, opened=current is None, finding=finding))
     return changes
+
+
+def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
+    """A notification for the region's pager or SMS gateway, in the alert's transaction."""
+    assert alert.id is not None
+    payload = {
+        "alert_id": alert.id, "kind": kind, "patient_id": alert.patient_id,
+        "level": alert.level.value, "route": alert.route.value, "rule": alert.rule,
+        "explanation": alert.explanation, "opened_at": alert.opened_at.isoformat(),
+    }
+    conn.execute(
+        "INSERT INTO notifications (alert_id, kind, route, idempotency_key, payload,"
+        " created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (idempotency_key) DO NOTHING",
+        (alert.id, kind, alert.route.value, f"hemmon-alert-{alert.id}-{kind}-{alert.route}",
+         Jsonb(payload), now, now),
+    )
+
+
+def escalate_due(conn: Connection, teams: Mapping[str, CareTeam], now: datetime,
+                 after: timedelta) -> list[Alert]:
+    """Move unacknowledged red alerts past their time to the mobile team (or fallback)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT {}, snoozed_until FROM alerts WHERE status = 'open'"
+                    " AND level = 'red' AND category = 'clinical'"
+                    " AND route = 'fast_vardkontakt' FOR UPDATE SKIP LOCKED"
+                    ).format(_ALERT_COLUMNS))
+        rows = cur.fetchall()
+    moved = []
+    for row in rows:
+        alert = _alert(row)
+        team = teams.get(alert.patient_id)
+        target = team and escalation(
+            level=alert.level, route=alert.route, acknowledged=False, category=alert.category,
+            level_since=alert.level_since, snoozed_until=row["snoozed_until"], team=team,
+            now=now, after=after)
+        if not target:
+            continue
+        alert = alert.model_copy(update={"route": target, "updated_at": now})
+        conn.execute("UPDATE alerts SET route = %s, escalated_at = %s, updated_at = %s"
+                     " WHERE id = %s", (target.value, now, now, alert.id))
+        assert alert.id is not None
+        minutes = int(after.total_seconds() // 60)
+        _event(conn, alert.id, now, SYSTEM, "escalated",
+               note=f"ej kvitterat inom {minutes} min: till {target.value}")
+        enqueue(conn, alert, "escalation", now)
+        moved.append(alert)
+    return moved
+
+
+def expire_snoozes(conn: Connection, now: datetime) -> list[int]:
+    """End the snoozes whose time has come (a snooze always ends, and says so)."""
+    rows = conn.execute(
+        "UPDATE alerts SET snoozed_until = NULL WHERE snoozed_until <= %s"
+        " AND status <> 'resolved' RETURNING id",
+        (now,),
+    ).fetchall()
+    for row in rows:
+        _event(conn, int(row[0]), now, SYSTEM, "snooze_ended")
+    return [int(row[0]) for row in rows]
 
 
 def mark_cleared(conn: Connection, patient_id: str, clears: Sequence[Clear]) -> None:
@@ -323,3 +389,41 @@ def recheck_open_alerts(conn: Connection, patient_id: str, rules: Sequence[Rule]
                note=f"Reglerna ändrades (version {version}): {why}")
         resolved.append(int(alert["id"]))
     return resolved
+
+
+def due_notifications(conn: Connection, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
+    """Notifications waiting to be sent whose time has come (locked for this sender)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, idempotency_key, payload, attempts FROM notifications"
+            " WHERE delivered_at IS NULL AND next_attempt_at <= %s ORDER BY id LIMIT %s"
+            " FOR UPDATE SKIP LOCKED",
+            (now, limit),
+        )
+        return cur.fetchall()
+
+
+def notification_sent(conn: Connection, notification_id: int, now: datetime) -> None:
+    conn.execute("UPDATE notifications SET delivered_at = %s, attempts = attempts + 1,"
+                 " last_error = NULL WHERE id = %s", (now, notification_id))
+
+
+def notification_failed(conn: Connection, notification_id: int, error: str,
+                        retry_at: datetime) -> None:
+    conn.execute("UPDATE notifications SET attempts = attempts + 1, last_error = %s,"
+                 " next_attempt_at = %s WHERE id = %s", (error[:500], retry_at, notification_id))
+
+
+def list_notifications(conn: Connection, limit: int = 200) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, alert_id, kind, route, idempotency_key, created_at, attempts,"
+            " next_attempt_at, delivered_at, last_error FROM notifications"
+            " ORDER BY id DESC LIMIT %s", (limit,))
+        return cur.fetchall()
+
+
+def pending_notifications(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
+                       ).fetchone()
+    return int(row[0]) if row else 0

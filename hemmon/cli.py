@@ -102,6 +102,8 @@ def _run(settings: Settings) -> int:
         http_port=settings.http_port,
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
+        escalate_after=timedelta(minutes=settings.escalate_after_minutes),
+        webhook=settings.webhook(),
     ))
     service.start()
     try:

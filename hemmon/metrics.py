@@ -14,7 +14,10 @@ route): never a patient, a device or a topic.
 | hemmon_alerts_opened_total | counter | level, route | alerts opened |
 | hemmon_findings_historical_total | counter | | findings too old to alert on (a backlog) |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
-| hemmon_escalations_total | counter | | alerts moved to the mobile team, unacknowledged |
+| hemmon_escalations_total | counter | route | unacknowledged red alerts moved on |
+| hemmon_notifications_sent_total | counter | | pages delivered to the webhook |
+| hemmon_notification_failures_total | counter | | failed webhook attempts (retried) |
+| hemmon_notifications_pending | gauge | | pages not delivered yet (read at scrape) |
 | hemmon_reading_stored_seconds | histogram | | receipt -> reading committed |
 | hemmon_alert_opened_seconds | histogram | | receipt -> alert committed |
 | hemmon_acknowledge_seconds | histogram | level, route | alert opened -> acknowledged |
@@ -48,7 +51,11 @@ FINDINGS_HISTORICAL = Counter(
 )
 ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts opened", ["level", "route"])
 ALERT_UPDATES = Counter("hemmon_alert_updates", "Occurrences added to open alerts", ["level"])
-ESCALATIONS = Counter("hemmon_escalations", "Alerts escalated to the mobile team")
+ESCALATIONS = Counter("hemmon_escalations", "Unacknowledged red alerts moved on", ["route"])
+NOTIFICATIONS_SENT = Counter("hemmon_notifications_sent", "Pages delivered to the webhook")
+NOTIFICATION_FAILURES = Counter("hemmon_notification_failures",
+                                "Failed webhook attempts (retried)")
+NOTIFICATIONS_PENDING = Gauge("hemmon_notifications_pending", "Pages not delivered yet")
 READING_STORED_SECONDS = Histogram(
     "hemmon_reading_stored_seconds", "Receipt to reading committed", buckets=LATENCY_BUCKETS
 )
@@ -71,7 +78,7 @@ SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected int
 MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
 
 LEVELS = ("yellow", "red")
-ROUTES = ("fast_vardkontakt", "mobile_team")
+ROUTES = ("fast_vardkontakt", "mobile_team", "unit_fallback")
 
 
 def set_alert_gauges(stats: list[tuple[str, str, int, float]]) -> None:

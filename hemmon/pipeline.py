@@ -23,6 +23,8 @@ from hemmon import metrics
 from hemmon.alerts.feedback import Feedback, feedback_for
 from hemmon.alerts.storage import (
     apply_findings,
+    escalate_due,
+    expire_snoozes,
     mark_cleared,
     open_notice_keys,
     resolve_cleared,
@@ -96,10 +98,12 @@ class Pipeline:
         clock: Clock = utc_now,
         reload_interval: float = 2.0,
         zone: ZoneInfo = STOCKHOLM,
+        escalate_after: timedelta = timedelta(minutes=30),
     ) -> None:
         self._conn = conn
         self._clock = clock
         self._zone = zone
+        self._escalate_after = escalate_after
         self._reload_interval = reload_interval
         self._snapshot: RosterSnapshot | None = None
         self._checked = 0.0
@@ -245,6 +249,18 @@ class Pipeline:
         of adherence notices)."""
         silent = self.sweep_devices()
         self.sweep_adherence(silent)
+        self.sweep_escalations()
+
+    def sweep_escalations(self) -> None:
+        """Unacknowledged red alerts past their time move on; snoozes that ended say so."""
+        now = self._clock()
+        snap = self.snapshot()
+        with self._conn.transaction():
+            expire_snoozes(self._conn, now)
+            moved = escalate_due(self._conn, snap.teams, now, self._escalate_after)
+        for alert in moved:
+            metrics.ESCALATIONS.labels(alert.route.value).inc()
+            log.warning("alert %s escalated to %s", alert.id, alert.route.value)
 
     def sweep_adherence(self, silent_patients: set[str]) -> None:
         """Adherence notices for measurements the care plan expected and nobody took."""

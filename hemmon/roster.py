@@ -40,6 +40,8 @@ class UnitEntry(_Entry):
     id: Id
     name: str
     office_hours: str = "mon-fri 08:00-17:00"
+    fallback_contact: str | None = None
+    """Who takes red alerts out of hours for patients without a mobile team."""
 
     @field_validator("office_hours")
     @classmethod
@@ -71,6 +73,8 @@ class PatientEntry(_Entry):
     unit: Id
     fast_vardkontakt: Id
     mobile_team: Id | None = None
+    red_to_mobile_team: bool = False
+    """Every red alert to the mobile team, also in office hours (needs a mobile team)."""
     groups: tuple[str, ...] = ()
     devices: tuple[DeviceEntry, ...] = ()
     rules: tuple[Rule, ...] = ()
@@ -124,6 +128,8 @@ def _check_references(roster: RosterFile) -> None:
             )
         if p.mobile_team and p.mobile_team not in teams:
             raise RosterError(f"patient {p.id}: mobile_team {p.mobile_team!r} is not in teams")
+        if p.red_to_mobile_team and not p.mobile_team:
+            raise RosterError(f"patient {p.id}: red_to_mobile_team needs a mobile_team")
         for d in p.devices:
             if d.id in seen_devices or not valid_device_id(d.id):
                 raise RosterError(f"patient {p.id}: device {d.id!r} is listed twice or invalid")
@@ -166,7 +172,8 @@ def load_roster(
             changed += conn.execute(query, values).rowcount
 
         for u in roster.units:
-            upsert("units", ("id", "name", "office_hours"), (u.id, u.name, u.office_hours))
+            upsert("units", ("id", "name", "office_hours", "fallback_contact"),
+                   (u.id, u.name, u.office_hours, u.fallback_contact))
         for t in roster.teams:
             upsert("teams", ("id", "name"), (t.id, t.name))
         for c in roster.clinicians:
@@ -174,8 +181,10 @@ def load_roster(
         for p in roster.patients:
             upsert(
                 "patients",
-                ("id", "unit_id", "fast_vardkontakt", "mobile_team_id", "groups"),
-                (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups)),
+                ("id", "unit_id", "fast_vardkontakt", "mobile_team_id", "groups",
+                 "red_to_mobile_team"),
+                (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups),
+                 p.red_to_mobile_team),
             )
             for d in p.devices:
                 upsert("devices", ("id", "patient_id", "format", "expect_every"),
@@ -230,9 +239,10 @@ def read_snapshot(conn: Connection) -> RosterSnapshot:
         )
     }
     teams = {
-        str(r[0]): CareTeam(office_hours=OfficeHours.parse(str(r[1])), has_mobile_team=r[2])
+        str(r[0]): CareTeam(office_hours=OfficeHours.parse(str(r[1])), has_mobile_team=r[2],
+                            red_to_mobile_team=r[3])
         for r in conn.execute(
-            "SELECT p.id, u.office_hours, p.mobile_team_id IS NOT NULL"
+            "SELECT p.id, u.office_hours, p.mobile_team_id IS NOT NULL, p.red_to_mobile_team"
             " FROM patients p JOIN units u ON u.id = p.unit_id"
         )
     }

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -42,8 +43,10 @@ class EmbeddedRunner:
         protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
         clock: Clock = utc_now,
         sweep_seconds: float = 60.0,
+        escalate_after: timedelta = timedelta(minutes=30),
     ) -> None:
         self._database_url = database_url
+        self._escalate_after = escalate_after
         self._sweep_seconds = sweep_seconds
         self._last_sweep = 0.0
         self._batch_max = batch_max
@@ -74,7 +77,7 @@ class EmbeddedRunner:
                 "the database at HEMMON_DATABASE_URL has no hemmon schema: run `hemmon migrate`"
             ) from exc
         self._conn = conn
-        self._pipeline = Pipeline(conn, clock=self._clock)
+        self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after)
 
     @property
     def ready(self) -> bool:

@@ -6,14 +6,17 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from hemmon.alerts.inbox import create_app
+from hemmon.alerts.notify import WebhookNotifier
 
 from .db import open_pool
+from .notifier import NotifierThread
 from .pipeline import Clock, replay_rejection, utc_now
 from .runner import EmbeddedRunner
 from .settings import MqttAddress, SettingsError
@@ -34,6 +37,9 @@ class ServiceConfig:
     client_id: str = "hemmon-embedded"
     clock: Clock = field(default=utc_now)
     sweep_seconds: float = 60.0
+    escalate_after: timedelta = timedelta(minutes=30)
+    webhook: tuple[str, str] | None = None
+    """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -57,7 +63,13 @@ class Service:
             config.database_url, config.mqtt, batch_max=config.batch_max,
             batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
             client_id=config.client_id, clock=config.clock, sweep_seconds=config.sweep_seconds,
+            escalate_after=config.escalate_after,
         )
+        self.notifier: NotifierThread | None = None
+        if config.webhook is not None:
+            url, secret = config.webhook
+            self.notifier = NotifierThread(config.database_url, WebhookNotifier(url, secret),
+                                           config.clock)
         self._pool: Any = None
         self.server: uvicorn.Server | None = None
 
@@ -77,6 +89,8 @@ class Service:
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
                          ready=lambda: self.runner.ready, replay=replay)
+        if self.notifier is not None:
+            self.notifier.start()
         self.server = uvicorn.Server(
             uvicorn.Config(app, host=self.config.http_host, port=self.config.http_port,
                            log_level="warning", access_log=False)
@@ -100,5 +114,8 @@ class Service:
         if self.server is not None:
             self.server.should_exit = True
         self.runner.stop()
+        if self.notifier is not None:
+            self.notifier.stopped.set()
+            self.notifier.join(10)
         if self._pool is not None:
             self._pool.close()

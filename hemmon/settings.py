@@ -34,6 +34,13 @@ def _mqtt_url(value: str) -> str:
     return value
 
 
+def _webhook_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s):// URL")
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -54,6 +61,9 @@ class Settings(BaseSettings):
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     secret_key: Annotated[SecretStr, Field(min_length=32)] | None = None
     timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Stockholm"
+    webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    webhook_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
+    escalate_after_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     log_level: str = "INFO"
@@ -69,6 +79,15 @@ class Settings(BaseSettings):
                 "HEMMON_SECRET_KEY is not set (at least 32 characters, used to sign tokens)"
             )
         return self.secret_key.get_secret_value()
+
+    def webhook(self) -> tuple[str, str] | None:
+        """(url, secret) of the notification webhook; both or neither must be set."""
+        if self.webhook_url is None and self.webhook_secret is None:
+            return None
+        if self.webhook_url is None or self.webhook_secret is None:
+            missing = "HEMMON_WEBHOOK_SECRET" if self.webhook_url else "HEMMON_WEBHOOK_URL"
+            raise SettingsError(f"{missing} is not set: the webhook needs a URL and a secret")
+        return self.webhook_url, self.webhook_secret.get_secret_value()
 
     @property
     def zone(self) -> ZoneInfo:
@@ -90,7 +109,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         error = exc.errors(include_url=False)[0]
         name = f"HEMMON_{str(error['loc'][0]).upper()}" if error["loc"] else "HEMMON_*"
         shown = redact(str(error.get("input", "")))
-        if name == "HEMMON_SECRET_KEY":
+        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET"):
             shown = "***"
         raise SettingsError(f"setting {name} has value {shown!r}: {error['msg']}") from exc
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,7 +15,14 @@ from hemmon.alerts.lifecycle import (
     apply_finding,
     resolve,
 )
-from hemmon.alerts.routing import CareTeam, OfficeHours, OfficeHoursError, Route, route_for
+from hemmon.alerts.routing import (
+    CareTeam,
+    OfficeHours,
+    OfficeHoursError,
+    Route,
+    escalation,
+    route_for,
+)
 from hemmon.ingest.model import MeasurementType, Normalised, Rejection, RejectReason
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import Level
@@ -60,7 +67,42 @@ def test_red_outside_office_hours_goes_to_the_mobile_team() -> None:
     assert route_for(Level.RED, WITH_TEAM, local(2026, 11, 23, 14)) is Route.FAST_VARDKONTAKT
     assert route_for(Level.RED, WITH_TEAM, local(2026, 11, 23, 19)) is Route.MOBILE_TEAM
     assert route_for(Level.YELLOW, WITH_TEAM, local(2026, 11, 23, 19)) is Route.FAST_VARDKONTAKT
-    assert route_for(Level.RED, WITHOUT_TEAM, local(2026, 11, 23, 19)) is Route.FAST_VARDKONTAKT
+    assert route_for(Level.RED, WITHOUT_TEAM, local(2026, 11, 23, 19)) is Route.UNIT_FALLBACK
+    assert route_for(Level.RED, WITHOUT_TEAM, local(2026, 11, 23, 14)) is Route.FAST_VARDKONTAKT
+    every_red = CareTeam(office_hours=HOURS, has_mobile_team=True, red_to_mobile_team=True)
+    assert route_for(Level.RED, every_red, local(2026, 11, 23, 14)) is Route.MOBILE_TEAM
+    assert route_for(Level.YELLOW, every_red, local(2026, 11, 23, 14)) is Route.FAST_VARDKONTAKT
+
+
+@pytest.mark.parametrize(
+    ("minutes", "acknowledged", "snoozed_minutes", "expected"),
+    [
+        (29, False, None, None),
+        (30, False, None, Route.MOBILE_TEAM),
+        (45, True, None, None),
+        (45, False, 20, None),  # snoozed for 20 more minutes
+        (90, False, 20, Route.MOBILE_TEAM),  # the snooze ended: escalate now
+    ],
+)
+def test_an_unacknowledged_red_escalates_after_thirty_minutes(
+    minutes: int, acknowledged: bool, snoozed_minutes: int | None, expected: Route | None
+) -> None:
+    since = local(2026, 11, 23, 14, 0)
+    now = since + timedelta(minutes=minutes)
+    snoozed = now + timedelta(minutes=snoozed_minutes) if snoozed_minutes else None
+    if snoozed_minutes and minutes >= 90:
+        snoozed = since + timedelta(minutes=65)
+    assert escalation(level=Level.RED, route=Route.FAST_VARDKONTAKT, acknowledged=acknowledged,
+                      category="clinical", level_since=since, snoozed_until=snoozed,
+                      team=WITH_TEAM, now=now, after=timedelta(minutes=30)) == expected
+    assert escalation(level=Level.RED, route=Route.FAST_VARDKONTAKT, acknowledged=False,
+                      category="clinical", level_since=since, snoozed_until=None,
+                      team=WITHOUT_TEAM, now=since + timedelta(minutes=31),
+                      after=timedelta(minutes=30)) is Route.UNIT_FALLBACK
+    assert escalation(level=Level.YELLOW, route=Route.FAST_VARDKONTAKT, acknowledged=False,
+                      category="clinical", level_since=since, snoozed_until=None,
+                      team=WITH_TEAM, now=since + timedelta(hours=5),
+                      after=timedelta(minutes=30)) is None
 
 
 def finding(level: Level, value: float, hour: int = 9) -> Finding:
