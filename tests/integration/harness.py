@@ -72,12 +72,14 @@ class Running:
 def running_service(
     database_url: str, address: MqttAddress, *, client_id: str | None = None,
     clock: Callable[[], datetime] | None = None, sweep_seconds: float = 60.0,
+    webhook: tuple[str, str] | None = None,
 ) -> Iterator[Running]:
     port = free_port()
     service = Service(ServiceConfig(
         database_url=database_url, mqtt=address, secret_key=SECRET, http_port=port,
         batch_wait_ms=5, client_id=client_id or f"hemmon-test-{uuid.uuid4().hex[:8]}",
         clock=clock or (lambda: datetime.now(UTC)), sweep_seconds=sweep_seconds,
+        webhook=webhook,
     ))
     service.start()
     thread = threading.Thread(target=service.serve, daemon=True)
