@@ -129,6 +129,7 @@ def create_app(
             with pool.connection(timeout=2) as conn:
                 metrics.set_alert_gauges(storage.open_alert_stats(conn, clock()))
                 metrics.NOTIFICATIONS_PENDING.set(storage.pending_notifications(conn))
+                metrics.PATIENTS.set(storage.patient_count(conn))
         except Exception:  # metrics must answer even when the database does not
             pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -124,10 +124,15 @@ def apply_findings(
 def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
     """A notification for the region's pager or SMS gateway, in the alert's transaction."""
     assert alert.id is not None
+    unit = conn.execute(
+        "SELECT u.id, u.name, u.fallback_contact FROM patients p JOIN units u"
+        " ON u.id = p.unit_id WHERE p.id = %s", (alert.patient_id,)).fetchone()
     payload = {
         "alert_id": alert.id, "kind": kind, "patient_id": alert.patient_id,
         "level": alert.level.value, "route": alert.route.value, "rule": alert.rule,
         "explanation": alert.explanation, "opened_at": alert.opened_at.isoformat(),
+        "unit_id": unit[0] if unit else None, "unit_name": unit[1] if unit else None,
+        "fallback_contact": unit[2] if unit else None,
     }
     conn.execute(
         "INSERT INTO notifications (alert_id, kind, route, idempotency_key, payload,"
@@ -426,4 +431,9 @@ def list_notifications(conn: Connection, limit: int = 200) -> list[dict[str, Any
 def pending_notifications(conn: Connection) -> int:
     row = conn.execute("SELECT count(*) FROM notifications WHERE delivered_at IS NULL"
                        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def patient_count(conn: Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM patients").fetchone()
     return int(row[0]) if row else 0

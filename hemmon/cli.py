@@ -152,6 +152,29 @@ def _mosquitto_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from .db import connect
+    from .report import build, to_csv, to_html
+
+    zone = settings.zone
+    try:
+        start = datetime.fromisoformat(args.start).replace(tzinfo=zone)
+        end = datetime.fromisoformat(args.end).replace(tzinfo=zone)
+    except ValueError as exc:
+        raise SettingsError(f"--from/--to: {exc} (write dates as 2026-11-01)") from exc
+    if end <= start:
+        raise SettingsError("--to must come after --from")
+    with connect(settings.require_database_url()) as conn:
+        report = build(conn, start, end, args.unit, zone, progress=not args.quiet)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").write_text(to_html(report), encoding="utf-8")
+    (out / "report.csv").write_text(to_csv(report), encoding="utf-8")
+    print(f"report for {report.patients} patients written to {out}/report.html and"
+          f" {out}/report.csv")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -199,6 +222,12 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--roster-out", help="also write a roster for these patients")
     simulate.add_argument("--quiet", action="store_true")
+    report = sub.add_parser("report", help="follow-up figures for a period, HTML and CSV")
+    report.add_argument("--from", dest="start", required=True, help="first day, 2026-11-01")
+    report.add_argument("--to", dest="end", required=True, help="day after the last")
+    report.add_argument("--unit", help="one unit's patients only")
+    report.add_argument("--out", default="report", help="folder for report.html, report.csv")
+    report.add_argument("--quiet", action="store_true")
     broker = sub.add_parser("mosquitto-config",
                             help="Mosquitto password file and ACL from a roster")
     broker.add_argument("roster")
@@ -243,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _simulate(settings, args)
             case "mosquitto-config":
                 return _mosquitto_config(args)
+            case "report":
+                return _report(settings, args)
             case _:
                 return _not_yet(args)
     except (SettingsError, RosterError) as exc:

@@ -11,7 +11,7 @@ route): never a patient, a device or a topic.
 | hemmon_readings_duplicate_total | counter | | readings already stored (a redelivery) |
 | hemmon_records_skipped_total | counter | format | well-formed records that are not readings |
 | hemmon_rejections_total | counter | reason | new rejections kept |
-| hemmon_alerts_opened_total | counter | level, route | alerts opened |
+| hemmon_alerts_opened_total | counter | level, route, category | alerts and notices opened |
 | hemmon_findings_historical_total | counter | | findings too old to alert on (a backlog) |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
 | hemmon_escalations_total | counter | route | unacknowledged red alerts moved on |
@@ -25,6 +25,7 @@ route): never a patient, a device or a topic.
 | hemmon_open_alerts | gauge | level, route | alerts open or acknowledged (read at scrape) |
 | hemmon_oldest_unacknowledged_alert_seconds | gauge | level, route | age of the oldest open alert |
 | hemmon_silent_devices | gauge | | devices not heard from within their expected interval |
+| hemmon_patients | gauge | | patients in the roster (read at scrape) |
 | hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
 """
 
@@ -49,7 +50,8 @@ REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["re
 FINDINGS_HISTORICAL = Counter(
     "hemmon_findings_historical", "Findings about readings too old to alert on"
 )
-ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts opened", ["level", "route"])
+ALERTS_OPENED = Counter("hemmon_alerts_opened", "Alerts and notices opened",
+                        ["level", "route", "category"])
 ALERT_UPDATES = Counter("hemmon_alert_updates", "Occurrences added to open alerts", ["level"])
 ESCALATIONS = Counter("hemmon_escalations", "Unacknowledged red alerts moved on", ["route"])
 NOTIFICATIONS_SENT = Counter("hemmon_notifications_sent", "Pages delivered to the webhook")
@@ -74,6 +76,7 @@ OLDEST_UNACKNOWLEDGED = Gauge(
     "hemmon_oldest_unacknowledged_alert_seconds", "Age of the oldest open alert",
     ["level", "route"],
 )
+PATIENTS = Gauge("hemmon_patients", "Patients in the roster")
 SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected interval")
 MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
 

@@ -207,8 +207,8 @@ class Pipeline:
         received = {reading_key(r): r.received_at for r in readings}
         for change in changes:
             if change.opened:
-                metrics.ALERTS_OPENED.labels(change.alert.level.value,
-                                             change.alert.route.value).inc()
+                metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
+                                             change.alert.category).inc()
                 arrived = received.get(change.finding.reading_key)
                 if arrived is not None:
                     metrics.ALERT_OPENED_SECONDS.observe(
@@ -287,8 +287,8 @@ class Pipeline:
                                        if c.alert.id is not None])
         for change in changes:
             if change.opened:
-                metrics.ALERTS_OPENED.labels(change.alert.level.value,
-                                             change.alert.route.value).inc()
+                metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
+                                             change.alert.category).inc()
 
     def sweep_devices(self) -> set[str]:
         """Open notices for silent devices and low batteries, resolve those that cleared.
@@ -314,7 +314,8 @@ class Pipeline:
             resolve_cleared(self._conn, "device", {f.rule_key for f in findings}, now,
                             "mätaren hörs av igen")
         for change in changes:
-            metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value).inc()
+            metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
+                                             change.alert.category).inc()
         silent = [f for f in findings if f.rule_key.startswith("device:silent:")]
         metrics.SILENT_DEVICES.set(len(silent))
         return {f.patient_id for f in silent}

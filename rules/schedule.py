@@ -74,3 +74,28 @@ def missed(rule: MissedRule, *, patient_id: str, version: int, effective_from: d
         explanation=(f"Ingen {name} uppmätt till {_when(deadline, zone)}"
                      f" (vårdplan: {plan}).{latest}"),
     )
+
+
+def adherence(rule: MissedRule, taken: list[datetime], start: datetime, end: datetime,
+              zone: ZoneInfo) -> tuple[int, int]:
+    """(planned, taken) measurements of a daily plan between two instants: each deadline
+    in the span is one planned measurement, taken when a reading falls in its period."""
+    if rule.before is None:
+        every = rule.every
+        slots = max(0, int((end - start) / every))
+        times = sorted(taken)
+        done = sum(1 for i in range(slots)
+                   if any(start + every * i <= t < start + every * (i + 1) for t in times))
+        return slots, done
+    planned = done = 0
+    day = start.astimezone(zone).date()
+    while True:
+        deadline = _local(day, rule, zone)
+        if deadline >= end:
+            break
+        if deadline > start:
+            span_start = _local(day - timedelta(days=max(1, round(rule.every.days))), rule, zone)
+            planned += 1
+            done += any(span_start <= t < deadline for t in taken)
+        day += timedelta(days=1)
+    return planned, done

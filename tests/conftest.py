@@ -54,7 +54,8 @@ def mqtt(broker: Mosquitto) -> MqttAddress:
 ROSTER = {
     "units": [
         {"id": "hc-stugun", "name": "Stugun hälsocentral", "office_hours": "mon-fri 08:00-17:00"},
-        {"id": "hc-hammarstrand", "name": "Hammarstrands hälsocentral"},
+        {"id": "hc-hammarstrand", "name": "Hammarstrands hälsocentral",
+         "fallback_contact": "Jourcentralen Östersund, 063-15 30 00"},
     ],
     "teams": [{"id": "mint", "name": "MiNT Östersund"}],
     "clinicians": [

@@ -117,6 +117,9 @@ def test_without_a_mobile_team_red_out_of_hours_goes_to_the_units_fallback(
         assert alert["route"] == "unit_fallback"
         notifications = running.get("/api/v1/notifications").json()["notifications"]
         assert [(n["kind"], n["route"]) for n in notifications] == [("page", "unit_fallback")]
+        with psycopg.connect(roster_db) as conn:
+            [payload] = conn.execute("SELECT payload FROM notifications").fetchone()
+        assert payload["fallback_contact"] == "Jourcentralen Östersund, 063-15 30 00"
 
 
 def test_every_red_to_the_mobile_team_when_the_patient_is_enrolled_so(

@@ -71,3 +71,12 @@ def test_a_rolling_plan_without_a_time_of_day(hours_since: int, due: bool) -> No
     found = missed(rule, patient_id="p-1", version=1, effective_from=SINCE, now=now,
                    zone=ZONE, last=now - timedelta(hours=hours_since))
     assert (found is not None) is due
+
+
+def test_adherence_counts_planned_and_taken_measurements() -> None:
+    from hemmon.rules.schedule import adherence
+
+    start, end = local(2026, 11, 16, 0, 0), local(2026, 11, 23, 0, 0)  # a week: 7 deadlines
+    taken = [local(2026, 11, day, 7, 30) for day in (16, 17, 18, 20, 21)]
+    taken.append(local(2026, 11, 22, 11, 0))  # after 10:00: counts for the next day
+    assert adherence(DAILY, taken, start, end, ZONE) == (7, 5)
