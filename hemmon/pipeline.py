@@ -42,9 +42,9 @@ from hemmon.ingest.storage import (
     store_readings,
     store_rejections,
 )
-from hemmon.ingest.topics import TopicError, parse_readings_topic
+from hemmon.ingest.topics import ReadingsTopic, TopicError, parse_readings_topic
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
-from hemmon.rules.engine import evaluate_points, lookback
+from hemmon.rules.engine import evaluate_points, lookback, measurements_needed
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import MissedRule
 from hemmon.rules.schedule import missed
@@ -132,7 +132,9 @@ class Pipeline:
         spans = {p: lookback(snap.rules[p].rules) for p in by_patient}
         series = load_series(self._conn, [
             (p, min(r.measured_at for r in rs) - spans[p],
-             max(r.measured_at for r in rs) + spans[p])
+             max(r.measured_at for r in rs) + spans[p],
+             sorted(k.value for k in measurements_needed(snap.rules[p].rules,
+                                                        {r.type for r in rs})))
             for p, rs in by_patient.items()
         ])
         found: list[Finding] = []
@@ -164,9 +166,11 @@ class Pipeline:
         ]
         seen: dict[str, datetime] = {}
         batteries: dict[str, float] = {}
+        topics = {m.topic: _topic(m.topic) for m, _ in results}
         for message, normalised in results:
-            device = _known_device(message.topic, snap)
-            if device is not None:
+            parsed_topic = topics[message.topic]
+            device = parsed_topic.device_id if parsed_topic else None
+            if device is not None and device in snap.devices:
                 seen[device] = max(seen.get(device, message.received_at), message.received_at)
                 if normalised.extras.battery is not None:
                     batteries[device] = normalised.extras.battery
@@ -188,7 +192,7 @@ class Pipeline:
         committed = self._clock()
 
         for message, normalised in results:
-            label = _format_label(message.topic, snap)
+            label = _format_label(topics[message.topic], snap)
             metrics.MESSAGES_RECEIVED.labels(label).inc()
             if normalised.skipped:
                 metrics.RECORDS_SKIPPED.labels(label).inc(normalised.skipped)
@@ -219,7 +223,8 @@ class Pipeline:
         by_reading: dict[str, list[Finding]] = defaultdict(list)
         for finding in findings:
             by_reading[finding.reading_key].append(finding)
-        return [reply for m, n in results if (reply := _reply(m, n, by_reading)) is not None]
+        return [reply for m, n in results
+                if (reply := _reply(topics[m.topic], n, by_reading)) is not None]
 
 
     def _store_statuses(self, statuses: list[tuple[Message, str]],
@@ -346,31 +351,27 @@ def reading_key(reading: Reading) -> str:
     return point_key(reading.device_id, reading.key, reading.type.value)
 
 
-def _reply(
-    message: Message, normalised: Normalised, findings: dict[str, list[Finding]]
-) -> Reply | None:
+def _topic(topic: str) -> ReadingsTopic | None:
     try:
-        device_id = parse_readings_topic(message.topic).device_id
+        return parse_readings_topic(topic)
     except TopicError:
         return None
+
+
+def _reply(
+    topic: ReadingsTopic | None, normalised: Normalised, findings: dict[str, list[Finding]]
+) -> Reply | None:
+    if topic is None:
+        return None
+    device_id = topic.device_id
     own = [f for r in normalised.readings for f in findings.get(reading_key(r), [])
            if f.measured_at == r.measured_at]
     feedback = feedback_for(normalised, own)
     return None if feedback is None else Reply(device_id=device_id, feedback=feedback)
 
 
-def _known_device(topic: str, snap: RosterSnapshot) -> str | None:
-    try:
-        device_id = parse_readings_topic(topic).device_id
-    except TopicError:
-        return None
-    return device_id if device_id in snap.devices else None
-
-
-def _format_label(topic: str, snap: RosterSnapshot) -> str:
-    try:
-        parsed = parse_readings_topic(topic)
-    except TopicError:
+def _format_label(parsed: ReadingsTopic | None, snap: RosterSnapshot) -> str:
+    if parsed is None:
         return "unknown"
     if parsed.format is not None:
         known = {"native", "fhir", "omh", "withings", "ihealth"}

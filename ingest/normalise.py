@@ -119,7 +119,8 @@ class Candidate:
             return ctx.reject(RejectReason.UNKNOWN_UNIT, f"{self.where}: {exc}", self.key)
         except ImplausibleValue as exc:
             return ctx.reject(RejectReason.IMPLAUSIBLE_VALUE, f"{self.where}: {exc}", self.key)
-        return Reading(
+        # every field was checked above or comes from the roster: no second validation
+        return Reading.model_construct(
             patient_id=ctx.device.patient_id,
             device_id=ctx.device.id,
             type=self.type,

@@ -149,14 +149,15 @@ def record_seen(conn: Connection, seen: dict[str, datetime],
     """Devices heard from in a batch (and any battery level they reported)."""
     if not seen:
         return
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO device_status (device_id, battery, last_seen_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT (device_id) DO UPDATE SET"
-            " last_seen_at = greatest(device_status.last_seen_at, EXCLUDED.last_seen_at),"
-            " battery = coalesce(EXCLUDED.battery, device_status.battery)",
-            [(device, batteries.get(device), at) for device, at in sorted(seen.items())],
-        )
+    devices = sorted(seen)
+    conn.execute(
+        "INSERT INTO device_status (device_id, battery, last_seen_at)"
+        " SELECT * FROM unnest(%s::text[], %s::float8[], %s::timestamptz[])"
+        " ON CONFLICT (device_id) DO UPDATE SET"
+        " last_seen_at = greatest(device_status.last_seen_at, EXCLUDED.last_seen_at),"
+        " battery = coalesce(EXCLUDED.battery, device_status.battery)",
+        (devices, [batteries.get(d) for d in devices], [seen[d] for d in devices]),
+    )
 
 
 def record_status(conn: Connection, device_id: str, online: bool | None,

@@ -59,6 +59,15 @@ class Outcome:
     clears: list[Clear]
 
 
+def measurements_needed(rules: Iterable[Rule], kinds: Iterable[MeasurementType]
+                        ) -> set[MeasurementType]:
+    """The series a batch of these measurement types needs loaded for these rules."""
+    needed = set(kinds)
+    if any(isinstance(rule, News2Rule) for rule in rules) and needed & set(PARAMETERS):
+        needed |= set(PARAMETERS)
+    return needed
+
+
 def lookback(rules: Iterable[Rule]) -> timedelta:
     """How far before a reading the engine looks, for these rules."""
     spans = [THRESHOLD_LOOKBACK]

@@ -23,6 +23,7 @@ from .model import Rule
 from .templates import effective_rules
 
 Connection = psycopg.Connection[Any]
+_KINDS = {kind.value: kind for kind in MeasurementType}
 Series = dict[str, dict[MeasurementType, list[Point]]]
 """patient -> measurement -> points sorted by measured time."""
 
@@ -32,28 +33,33 @@ def point_key(device_id: str, message_key: str, kind: str) -> str:
 
 
 def load_series(conn: Connection,
-                windows: Iterable[tuple[str, datetime, datetime]]) -> Series:
-    """The stored readings of each (patient, from, to) window, by patient and measurement."""
-    patients, starts, ends = [], [], []
-    for patient, start, end in windows:
-        patients.append(patient)
-        starts.append(start)
-        ends.append(end)
+                windows: Iterable[tuple[str, datetime, datetime, Sequence[str]]]) -> Series:
+    """The stored readings of each (patient, from, to, measurements) window, by patient and
+    measurement."""
+    patients, starts, ends, kinds = [], [], [], []
+    for patient, start, end, types in windows:
+        for kind in types:
+            patients.append(patient)
+            starts.append(start)
+            ends.append(end)
+            kinds.append(kind)
     found: Series = defaultdict(lambda: defaultdict(list))
     if not patients:
         return found
     rows = conn.execute(
-        "SELECT DISTINCT r.patient_id, r.type, r.value, r.measured_at, r.device_id,"
+        "SELECT r.patient_id, r.type, r.value, r.measured_at, r.device_id,"
         " r.message_key, r.on_oxygen"
-        " FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(patient, lo, hi)"
-        " JOIN readings r ON r.patient_id = w.patient AND r.measured_at BETWEEN w.lo AND w.hi"
+        " FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
+        " AS w(patient, lo, hi, kind)"
+        " JOIN readings r ON r.patient_id = w.patient AND r.type = w.kind"
+        " AND r.measured_at BETWEEN w.lo AND w.hi"
         " ORDER BY r.patient_id, r.type, r.measured_at, r.device_id, r.message_key",
-        (patients, starts, ends),
+        (patients, starts, ends, kinds),
     ).fetchall()
     for patient, kind, value, measured_at, device, message, on_oxygen in rows:
-        found[patient][MeasurementType(kind)].append(
-            Point(MeasurementType(kind), value, measured_at, point_key(device, message, kind),
-                  on_oxygen))
+        measurement = _KINDS[kind]
+        found[patient][measurement].append(
+            Point(measurement, value, measured_at, f"{device}/{message}/{kind}", on_oxygen))
     return found
 
 
