@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hemmon import metrics
 from hemmon.ingest import storage as readings_store
+from hemmon.ingest.model import MeasurementType
 from hemmon.rules import storage as rules_store
 from hemmon.rules.model import Rule
 from hemmon.rules.templates import effective_rules
@@ -253,6 +254,22 @@ def create_app(
                 now)
         return {"patient_id": patient_id, "changed": True, "version": version,
                 "resolved": resolved}
+
+    @app.get("/api/v1/patients/{patient_id}/trend")
+    def patient_trend(
+        patient_id: str, caller: Caller, conn: Db,
+        type: MeasurementType,
+        bucket: Annotated[str, Query(pattern="^(hour|day)$")] = "day",
+        since: datetime | None = None, until: datetime | None = None,
+    ) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id, "read_trend")
+        end = until or clock()
+        start = since or end - timedelta(days=90)
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ApiError(422, "invalid_request", "since/until: give a time with an offset")
+        return {"patient_id": patient_id, "type": type, "bucket": bucket,
+                "points": readings_store.trend(conn, patient_id, type.value, bucket, start,
+                                               end)}
 
     def admin_only(caller: Principal) -> None:
         if caller.role != "admin":

@@ -9,9 +9,12 @@ same schema runs on plain PostgreSQL.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 
 import psycopg
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from .settings import SettingsError, redact
@@ -62,7 +65,16 @@ def timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     return bool(row and row[0])
 
 
-def migrate(url: str) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class TimescalePolicy:
+    """How readings age where timescaledb exists."""
+
+    compress_after: timedelta = timedelta(days=30)
+    retain: timedelta = timedelta(days=3660)
+    """Patient records are kept at least ten years (patientdatalagen 3 kap. 17 §)."""
+
+
+def migrate(url: str, policy: TimescalePolicy | None = None) -> list[str]:
     """Apply the migrations not applied yet; returns their names. Idempotent."""
     applied: list[str] = []
     with connect(url, autocommit=True) as conn:
@@ -86,16 +98,50 @@ def migrate(url: str) -> list[str]:
                 applied.append(name)
                 log.info("applied migration %s", name)
             if timescale_available(conn):
-                _timescale(conn)
+                _timescale(conn, policy or TimescalePolicy())
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
     return applied
 
 
-def _timescale(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Readings as a hypertable where the extension exists (a no-op when it already is)."""
+_AGGREGATES = {"readings_hourly": "1 hour", "readings_daily": "1 day"}
+
+
+def _timescale(conn: psycopg.Connection[tuple[object, ...]], policy: TimescalePolicy) -> None:
+    """Readings as a compressed hypertable with retention, and the summaries as continuous
+    aggregates. Each step is skipped when it is already in place."""
     conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
     conn.execute(
         "SELECT create_hypertable('readings', by_range('measured_at', INTERVAL '7 days'),"
         " if_not_exists => true, migrate_data => true)"
     )
+    conn.execute(
+        "ALTER TABLE readings SET (timescaledb.compress,"
+        " timescaledb.compress_segmentby = 'patient_id, type',"
+        " timescaledb.compress_orderby = 'measured_at DESC')"
+    )
+    conn.execute("SELECT add_compression_policy('readings', %s::interval, if_not_exists => true)",
+                 (policy.compress_after,))
+    conn.execute("SELECT add_retention_policy('readings', %s::interval, if_not_exists => true)",
+                 (policy.retain,))
+    existing = {row[0] for row in conn.execute(
+        "SELECT view_name FROM timescaledb_information.continuous_aggregates")}
+    for name, width in _AGGREGATES.items():
+        if name in existing:
+            continue
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL(
+            # real time: the newest, not yet materialised readings are included too
+            "CREATE MATERIALIZED VIEW {} WITH (timescaledb.continuous,"
+            " timescaledb.materialized_only = false) AS"
+            " SELECT patient_id, type, time_bucket({}::interval, measured_at) AS bucket,"
+            " avg(value) AS mean, min(value) AS low, max(value) AS high, count(*) AS readings"
+            " FROM readings GROUP BY patient_id, type, time_bucket({}::interval, measured_at)"
+            " WITH NO DATA").format(sql.Identifier(name), sql.Literal(width), sql.Literal(width)))
+        conn.execute(
+            "SELECT add_continuous_aggregate_policy(%s, start_offset => NULL,"
+            " end_offset => %s::interval, schedule_interval => %s::interval,"
+            " if_not_exists => true)",
+            (name, width, width))
+    log.info("timescaledb: hypertable, compression after %s, retention %s, aggregates",
+             policy.compress_after, policy.retain)

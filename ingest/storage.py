@@ -184,3 +184,20 @@ def device_states(conn: Connection) -> list[tuple[str, str, timedelta, datetime,
         " FROM devices d JOIN device_status s ON s.device_id = d.id ORDER BY d.id"
     ).fetchall()
     return [(str(r[0]), str(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+_BUCKETS = {"hour": "readings_hourly", "day": "readings_daily"}
+
+
+def trend(conn: Connection, patient_id: str, kind: str, bucket: str, since: datetime,
+          until: datetime) -> list[dict[str, Any]]:
+    """Mean, low, high and count per hour or day: a continuous aggregate where timescaledb
+    exists, a view over readings otherwise (same names, same columns)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT bucket, mean, low, high, readings FROM {} WHERE patient_id = %s"
+                    " AND type = %s AND bucket >= %s AND bucket < %s ORDER BY bucket"
+                    ).format(sql.Identifier(_BUCKETS[bucket])),
+            (patient_id, kind, since, until),
+        )
+        return cur.fetchall()

@@ -227,3 +227,15 @@ def test_messages_sent_while_the_service_is_down_arrive_after_a_restart(
     finally:
         device.close()
     assert stored(roster_db, "SELECT message_key FROM readings") == [("while-down",)]
+
+
+def test_a_patients_trend_by_day(running: Running, device: Device) -> None:
+    now = datetime.now(UTC)
+    for day, value in enumerate([95, 94, 93]):
+        device.publish(native(("spo2", value, "%"), measured_at=now - timedelta(days=2 - day)))
+        device.next_feedback()
+    answer = running.get("/api/v1/patients/p-0001/trend", type="spo2", bucket="day").json()
+    assert "points" in answer, answer
+    assert [round(p["mean"]) for p in answer["points"]] == [95, 94, 93]
+    assert running.get("/api/v1/patients/p-0001/trend", type="spo2",
+                       bucket="week").status_code == 422
