@@ -74,22 +74,32 @@ def fingerprint(rejection: Rejection) -> bytes:
     return digest.digest()
 
 
+def inserted(conn: Connection, query: str, rows: Sequence[Sequence[Any]]) -> list[bool]:
+    """Run an INSERT ... ON CONFLICT DO NOTHING RETURNING for every row, in one pipeline:
+    which rows were new (the others were there already: a redelivery, a re-evaluation)."""
+    if not rows:
+        return []
+    flags = []
+    with conn.cursor() as cur:
+        cur.executemany(query, rows, returning=True)
+        while True:
+            flags.append(cur.fetchone() is not None)
+            if not cur.nextset():
+                break
+    return flags
+
+
 def store_rejections(conn: Connection, rejections: Sequence[Rejection]) -> list[Rejection]:
     """Keep the rejections not kept yet; returns those that were new."""
-    new = []
-    with conn.cursor() as cur:
-        for r in rejections:
-            cur.execute(
-                "INSERT INTO rejections (received_at, topic, device_id, patient_id, reason,"
-                " detail, raw, message_key, fingerprint)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
-                (r.received_at, r.topic, r.device_id, r.patient_id, r.reason.value, r.detail,
-                 r.raw, r.key, fingerprint(r)),
-            )
-            if cur.fetchone() is not None:
-                new.append(r)
-    return new
+    flags = inserted(
+        conn,
+        "INSERT INTO rejections (received_at, topic, device_id, patient_id, reason, detail,"
+        " raw, message_key, fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+        [(r.received_at, r.topic, r.device_id, r.patient_id, r.reason.value, r.detail, r.raw,
+          r.key, fingerprint(r)) for r in rejections],
+    )
+    return [r for r, new in zip(rejections, flags, strict=True) if new]
 
 
 def list_readings(

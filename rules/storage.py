@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from hemmon.ingest.model import MeasurementType
+from hemmon.ingest.storage import inserted
 
 from .engine import Point
 from .evaluate import Finding
@@ -66,20 +67,15 @@ def load_series(conn: Connection,
 def store_findings(conn: Connection, findings: Sequence[Finding],
                    found_at: datetime) -> list[Finding]:
     """Keep the findings not kept yet; returns those that were new."""
-    new = []
-    with conn.cursor() as cur:
-        for f in findings:
-            cur.execute(
-                "INSERT INTO findings (patient_id, rule, reading_key, measured_at, rule_version,"
-                " category, level, value, explanation, found_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-                " RETURNING 1",
-                (f.patient_id, f.rule_key, f.reading_key, f.measured_at, f.rule_version,
-                 f.category, f.level.value, f.value, f.explanation, found_at),
-            )
-            if cur.fetchone() is not None:
-                new.append(f)
-    return new
+    flags = inserted(
+        conn,
+        "INSERT INTO findings (patient_id, rule, reading_key, measured_at, rule_version,"
+        " category, level, value, explanation, found_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        [(f.patient_id, f.rule_key, f.reading_key, f.measured_at, f.rule_version, f.category,
+          f.level.value, f.value, f.explanation, found_at) for f in findings],
+    )
+    return [f for f, new in zip(findings, flags, strict=True) if new]
 
 
 def link_findings(conn: Connection, links: Iterable[tuple[Finding, int]]) -> None:
