@@ -181,9 +181,28 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(http_port=args.http_port, broker=args.broker)
 
 
+def _bridge(settings: Settings) -> int:
+    from hemmon.ingest.bridge import Bridge
+
+    from .service import serve_role
+
+    bridge = Bridge(mqtt_address(settings.mqtt_url), settings.kafka_bootstrap,
+                    kafka_topic=settings.kafka_topic, client_id=settings.bridge_client_id,
+                    share_group=settings.bridge_group, batch_max=settings.batch_max,
+                    batch_wait_ms=settings.batch_wait_ms)
+    bridge.start()
+    try:
+        serve_role(lambda: bridge.ready, settings.http_host, settings.http_port,
+                   lambda: log.info("hemmon bridge running: MQTT -> Kafka topic %s",
+                                    settings.kafka_topic))
+    finally:
+        bridge.stop()
+    return 0
+
+
 def _not_yet(args: argparse.Namespace) -> int:
-    print(f"hemmon {args.command}: the distributed runner is not in this version yet;"
-          " use `hemmon run` (single process)", file=sys.stderr)
+    print(f"hemmon {args.command}: this distributed role is not in this version yet;"
+          " use `hemmon run` (single process) or `hemmon bridge`", file=sys.stderr)
     return 2
 
 
@@ -194,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--http-port", type=int, default=None)
     demo.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     sub.add_parser("run", help="the single-process pipeline and inbox")
-    for role in ("bridge", "worker", "alerts"):
+    sub.add_parser("bridge", help="distributed role: MQTT -> Kafka, acknowledged after Kafka")
+    for role in ("worker", "alerts"):
         sub.add_parser(role, help="distributed role (not in this version yet)")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     roster = sub.add_parser("roster", help="the roster of units, staff, patients, devices")
@@ -270,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _run(settings)
             case "simulate":
                 return _simulate(settings, args)
+            case "bridge":
+                return _bridge(settings)
             case "mosquitto-config":
                 return _mosquitto_config(args)
             case "report":

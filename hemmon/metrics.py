@@ -27,6 +27,8 @@ route): never a patient, a device or a topic.
 | hemmon_silent_devices | gauge | | devices not heard from within their expected interval |
 | hemmon_patients | gauge | | patients in the roster (read at scrape) |
 | hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
+| hemmon_bridge_messages_total | counter | | messages handed to Kafka, then acknowledged |
+| hemmon_bridge_failures_total | counter | | batches Kafka did not take (retried) |
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ OLDEST_UNACKNOWLEDGED = Gauge(
 PATIENTS = Gauge("hemmon_patients", "Patients in the roster")
 SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected interval")
 MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
+
+BRIDGED = Counter("hemmon_bridge_messages", "MQTT messages handed to Kafka and acknowledged")
+BRIDGE_FAILURES = Counter("hemmon_bridge_failures", "Batches Kafka did not take (retried)")
 
 LEVELS = ("yellow", "red")
 ROUTES = ("fast_vardkontakt", "mobile_team", "unit_fallback")

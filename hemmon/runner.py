@@ -9,7 +9,6 @@ connection; nothing is acknowledged that was not committed.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from datetime import timedelta
@@ -92,27 +91,9 @@ class EmbeddedRunner:
         if self._conn is not None:
             self._conn.close()
 
-    def _take_batch(self) -> list[Incoming]:
-        try:
-            first = self.source.messages.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self._batch_wait
-        while len(batch) < self._batch_max:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(
-                    self.source.messages.get(timeout=remaining)
-                    if remaining > 0 else self.source.messages.get_nowait()
-                )
-            except queue.Empty:
-                break
-        return batch
-
     def _run(self) -> None:
         while not self._stop.is_set():
-            batch = self._take_batch()
+            batch = self.source.take(self._batch_max, self._batch_wait)
             if batch:
                 self._process(batch)
             if time.monotonic() - self._last_sweep >= self._sweep_seconds:

@@ -119,3 +119,45 @@ class Service:
             self.notifier.join(10)
         if self._pool is not None:
             self._pool.close()
+
+
+def role_app(ready: Callable[[], bool]) -> Any:
+    """Health, readiness and metrics for a role without the inbox (bridge, worker)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    app = FastAPI(docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        ok = ready()
+        return JSONResponse({"status": "ready" if ok else "not_ready"},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve_role(ready: Callable[[], bool], host: str, port: int,
+               on_started: Callable[[], None] | None = None) -> None:
+    """Serve a role's health and metrics until SIGINT/SIGTERM."""
+    check_port_free(host, port)
+    server = uvicorn.Server(uvicorn.Config(role_app(ready), host=host, port=port,
+                                           log_level="warning", access_log=False))
+    if on_started is not None:
+        original = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await original(sockets=sockets)
+            on_started()
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()

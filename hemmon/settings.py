@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     database_url: Annotated[str, AfterValidator(_database_url)] | None = None
     mqtt_url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")] = "hemmon.raw"
+    bridge_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
+        "hemmon-bridge")
+    bridge_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "hemmon-bridge"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     secret_key: Annotated[SecretStr, Field(min_length=32)] | None = None

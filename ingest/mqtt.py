@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -119,6 +120,24 @@ class MqttSource:
         self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
+
+    def take(self, most: int, wait: float) -> list[Incoming]:
+        """A batch: the first message (waiting up to 0.2 s), then whatever else arrives
+        within `wait` seconds, at most `most` messages."""
+        try:
+            first = self.messages.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + wait
+        while len(batch) < most:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self.messages.get(timeout=remaining) if remaining > 0
+                             else self.messages.get_nowait())
+            except queue.Empty:
+                break
+        return batch
 
     def ack(self, message: Incoming) -> None:
         """Acknowledge a committed message, if it came in the current session."""

@@ -14,7 +14,7 @@ from hemmon.db import migrate
 from hemmon.roster import RosterFile, load_roster
 from hemmon.settings import MqttAddress
 
-from .services import Mosquitto, PostgresServer, mosquitto, postgres_server
+from .services import Kafka, Mosquitto, PostgresServer, kafka, mosquitto, postgres_server
 
 TEMPLATE = "hemmon_template"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -43,6 +43,13 @@ def database_url(pg: PostgresServer) -> str:
 def broker() -> Iterator[Mosquitto]:
     """A Mosquitto broker for the whole run."""
     with mosquitto() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Kafka]:
+    """An Apache Kafka broker (KRaft, one node) for the whole run."""
+    with kafka() as server:
         yield server
 
 

@@ -115,3 +115,69 @@ def mosquitto(auth: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
         process.terminate()
         process.wait(10)
         shutil.rmtree(base, ignore_errors=True)
+
+
+KAFKA = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
+_KRAFT = """process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={data}
+num.partitions=4
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+"""
+_LOG4J = """log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=%d %p %m (%c)%n
+"""
+
+
+@dataclass(frozen=True)
+class Kafka:
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def kafka() -> Iterator[Kafka]:
+    """A single-node Apache Kafka (KRaft) from the jars scripts/kafka-jars fetched."""
+    java = shutil.which("java")
+    if java is None or not (KAFKA / "lib" / ".complete").exists():
+        pytest.fail("Kafka's jars or Java are missing: ./scripts/setup fetches the jars "
+                    "(scripts/kafka-jars)", pytrace=False)
+    import base64
+    import uuid
+
+    base = Path(tempfile.mkdtemp(prefix="hemmon-test-kafka-"))
+    port, controller = free_port(), free_port()
+    (base / "server.properties").write_text(
+        _KRAFT.format(port=port, controller=controller, data=base / "data"))
+    (base / "log4j.properties").write_text(_LOG4J)
+    cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    command = [java, f"-Dlog4j.configuration=file:{base / 'log4j.properties'}", "-Xmx512m",
+               "-cp", f"{KAFKA / 'lib'}/*"]
+    subprocess.run([*command, "kafka.tools.StorageTool", "format", "-t", cluster, "-c",
+                    str(base / "server.properties")], check=True, capture_output=True)
+    process = subprocess.Popen([*command, "kafka.Kafka", str(base / "server.properties")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, timeout=60)
+        yield Kafka(port)
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(base, ignore_errors=True)
