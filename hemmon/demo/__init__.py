@@ -67,8 +67,10 @@ def start_mosquitto(data: Path, stack: ExitStack) -> MqttAddress:
     )
     binary = mosquitto_binary()
     assert binary is not None
+    # its own session: a Ctrl-C in the terminal reaches hemmon, which stops the pipeline
+    # first and the broker after, rather than the broker dying under the pipeline
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, start_new_session=True)
 
     def stop() -> None:
         process.terminate()
