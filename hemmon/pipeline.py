@@ -22,6 +22,7 @@ import psycopg
 from hemmon import metrics
 from hemmon.alerts.feedback import Feedback, feedback_for
 from hemmon.alerts.storage import (
+    AlertChange,
     apply_findings,
     escalate_due,
     expire_snoozes,
@@ -29,7 +30,7 @@ from hemmon.alerts.storage import (
     open_notice_keys,
     resolve_cleared,
 )
-from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason
+from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason, SourceFormat
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.status import StatusError, parse_status, status_device
 from hemmon.ingest.storage import (
@@ -157,13 +158,14 @@ class Pipeline:
         """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors."""
         started = time.perf_counter()
         snap = self.snapshot()
-        statuses = [(m, device) for m in messages if (device := status_device(m.topic))]
-        results: list[tuple[Message, Normalised]] = [
-            (m, normalise(m.payload, topic=m.topic, devices=snap.devices,
-                          received_at=m.received_at))
-            for m in messages
-            if status_device(m.topic) is None
-        ]
+        statuses: list[tuple[Message, str]] = []
+        results: list[tuple[Message, Normalised]] = []
+        for m in messages:
+            if (device := status_device(m.topic)) is not None:
+                statuses.append((m, device))
+            else:
+                results.append((m, normalise(m.payload, topic=m.topic, devices=snap.devices,
+                                             received_at=m.received_at)))
         seen: dict[str, datetime] = {}
         batteries: dict[str, float] = {}
         topics = {m.topic: _topic(m.topic) for m, _ in results}
@@ -211,8 +213,7 @@ class Pipeline:
         received = {reading_key(r): r.received_at for r in readings}
         for change in changes:
             if change.opened:
-                metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
-                                             change.alert.category).inc()
+                _count_opened(change)
                 arrived = received.get(change.finding.reading_key)
                 if arrived is not None:
                     metrics.ALERT_OPENED_SECONDS.observe(
@@ -292,8 +293,7 @@ class Pipeline:
                                        if c.alert.id is not None])
         for change in changes:
             if change.opened:
-                metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
-                                             change.alert.category).inc()
+                _count_opened(change)
 
     def sweep_devices(self) -> set[str]:
         """Open notices for silent devices and low batteries, resolve those that cleared.
@@ -319,8 +319,7 @@ class Pipeline:
             resolve_cleared(self._conn, "device", {f.rule_key for f in findings}, now,
                             "mätaren hörs av igen")
         for change in changes:
-            metrics.ALERTS_OPENED.labels(change.alert.level.value, change.alert.route.value,
-                                             change.alert.category).inc()
+            _count_opened(change)
         silent = [f for f in findings if f.rule_key.startswith("device:silent:")]
         metrics.SILENT_DEVICES.set(len(silent))
         return {f.patient_id for f in silent}
@@ -370,12 +369,19 @@ def _reply(
     return None if feedback is None else Reply(device_id=device_id, feedback=feedback)
 
 
+def _count_opened(change: AlertChange) -> None:
+    alert = change.alert
+    metrics.ALERTS_OPENED.labels(alert.level.value, alert.route.value, alert.category).inc()
+
+
+_FORMATS = frozenset(f.value for f in SourceFormat)
+
+
 def _format_label(parsed: ReadingsTopic | None, snap: RosterSnapshot) -> str:
     if parsed is None:
         return "unknown"
     if parsed.format is not None:
-        known = {"native", "fhir", "omh", "withings", "ihealth"}
-        return parsed.format if parsed.format in known else "unknown"
+        return parsed.format if parsed.format in _FORMATS else "unknown"
     device = snap.devices.get(parsed.device_id)
     return device.format.value if device else "unknown"
 

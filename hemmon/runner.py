@@ -57,12 +57,10 @@ class EmbeddedRunner:
         self._thread = threading.Thread(target=self._run, name="hemmon-pipeline", daemon=True)
         self._conn: psycopg.Connection[Any] | None = None
         self._pipeline: Pipeline | None = None
-        self.processed = 0
 
     def start(self) -> None:
         self._open_database()
         self.source.start()
-        metrics.MQTT_CONNECTED.set(1)
         self._thread.start()
 
     def _open_database(self) -> None:
@@ -87,12 +85,13 @@ class EmbeddedRunner:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.source.stop()
-        metrics.MQTT_CONNECTED.set(0)
         if self._conn is not None:
             self._conn.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # read from the client itself, so that a lost connection shows while it lasts
+            metrics.MQTT_CONNECTED.set(1 if self.source.connected else 0)
             batch = self.source.take(self._batch_max, self._batch_wait)
             if batch:
                 self._process(batch)
@@ -143,7 +142,6 @@ class EmbeddedRunner:
                 self.source.publish(feedback_topic(reply.device_id), reply.feedback.payload())
             except Exception:  # feedback is a courtesy; the reading is already stored
                 log.exception("feedback could not be published")
-        self.processed += len(batch)
 
     def _reconnect(self) -> None:
         if self._conn is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +41,39 @@ class ServiceConfig:
     escalate_after: timedelta = timedelta(minutes=30)
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    """Until something listens on 127.0.0.1:port; raises TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def run_server(server: uvicorn.Server, on_started: Callable[[], None] | None) -> None:
+    """Run uvicorn in this thread until SIGINT/SIGTERM, calling `on_started` once it
+    listens (to print an address only when it is true)."""
+    if on_started is not None:
+        original = server.startup
+
+        async def startup(sockets: Any = None) -> None:
+            await original(sockets=sockets)
+            on_started()
+
+        server.startup = startup  # type: ignore[method-assign]
+    server.run()
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -99,16 +133,7 @@ class Service:
     def serve(self, on_started: Callable[[], None] | None = None) -> None:
         """Serve HTTP in this thread until SIGINT/SIGTERM."""
         assert self.server is not None
-        if on_started is not None:
-            server = self.server
-            original = server.startup
-
-            async def startup(sockets: Any = None) -> None:
-                await original(sockets=sockets)
-                on_started()
-
-            server.startup = startup  # type: ignore[method-assign]
-        self.server.run()
+        run_server(self.server, on_started)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -150,14 +175,6 @@ def serve_role(ready: Callable[[], bool], host: str, port: int,
                on_started: Callable[[], None] | None = None) -> None:
     """Serve a role's health and metrics until SIGINT/SIGTERM."""
     check_port_free(host, port)
-    server = uvicorn.Server(uvicorn.Config(role_app(ready), host=host, port=port,
-                                           log_level="warning", access_log=False))
-    if on_started is not None:
-        original = server.startup
-
-        async def startup(sockets: Any = None) -> None:
-            await original(sockets=sockets)
-            on_started()
-
-        server.startup = startup  # type: ignore[method-assign]
-    server.run()
+    run_server(uvicorn.Server(uvicorn.Config(role_app(ready), host=host, port=port,
+                                             log_level="warning", access_log=False)),
+               on_started)

@@ -89,7 +89,6 @@ class Bridge:
         self._producer: AIOKafkaProducer | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hemmon-bridge", daemon=True)
-        self.forwarded = 0
 
     def _call(self, coroutine: object, timeout: float) -> object:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)  # type: ignore[arg-type]
@@ -152,5 +151,4 @@ class Bridge:
                 return
             for message in batch:
                 self.source.ack(message)
-            self.forwarded += len(batch)
             metrics.BRIDGED.inc(len(batch))

@@ -8,7 +8,6 @@ rejection keeps the raw bytes so that it can be listed and replayed after a fix.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
@@ -121,7 +120,3 @@ class Device(BaseModel):
     patient_id: str
     format: SourceFormat = SourceFormat.NATIVE
 
-
-def utc_iso(moment: datetime) -> str:
-    """An instant as ISO 8601 in UTC, the form hemmon prints and stores as text."""
-    return moment.astimezone(UTC).isoformat()

@@ -14,7 +14,6 @@ import logging
 import random
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from hemmon.alerts.access import Principal, create_token
 from hemmon.db import connect, migrate
 from hemmon.roster import load_roster, read_roster
-from hemmon.service import Service, ServiceConfig, check_port_free
+from hemmon.service import Service, ServiceConfig, check_port_free, free_port, wait_for_port
 from hemmon.settings import MqttAddress, SettingsError, load_settings
 from hemmon.simulator import Publisher, VirtualPatient, payload
 
@@ -52,12 +51,6 @@ def mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_mosquitto(data: Path, stack: ExitStack) -> MqttAddress:
     port = free_port()
     conf = data / "mosquitto.conf"
@@ -77,7 +70,10 @@ def start_mosquitto(data: Path, stack: ExitStack) -> MqttAddress:
         process.wait(5)
 
     stack.callback(stop)
-    _wait_for_port(port)
+    try:
+        wait_for_port(port, timeout=10)
+    except TimeoutError as exc:
+        raise SettingsError(f"the MQTT broker did not listen on port {port}") from exc
     return MqttAddress("127.0.0.1", port, False, None, None)
 
 
@@ -110,19 +106,11 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
         loop.call_soon_threadsafe(loop.stop)
 
     stack.callback(stop)
-    _wait_for_port(port)
+    try:
+        wait_for_port(port, timeout=10)
+    except TimeoutError as exc:
+        raise SettingsError(f"the MQTT broker did not listen on port {port}") from exc
     return MqttAddress("127.0.0.1", port, False, None, None)
-
-
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    while datetime.now(UTC) < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            threading.Event().wait(0.05)
-    raise SettingsError(f"the MQTT broker did not listen on port {port}")
 
 
 class DemoSimulator(threading.Thread):
