@@ -11,32 +11,24 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from hemmon.service import free_port, wait_for_port
 
 
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+def require(binary: str, hint: str, *, also: tuple[str, ...] = ()) -> str:
+    """The path of a program the tests need; a clear failure (never a skip) without it."""
+    found = shutil.which(binary) or next(
+        (p for p in (f"{d}/{binary}" for d in also) if Path(p).exists()), None)
+    if found is None:
+        pytest.fail(f"{binary} not found: {hint}", pytrace=False)
+    return found
 
 
 def _postgres_bin() -> Path:
@@ -93,12 +85,8 @@ class Mosquitto:
 @contextlib.contextmanager
 def mosquitto(auth: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
     """A broker on a private port; `auth` replaces the anonymous default."""
-    binary = shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
-    if binary is None:
-        pytest.fail("mosquitto not found: run ./scripts/test, which installs Debian's "
-                    "mosquitto package", pytrace=False)
+    binary = require("mosquitto", "./scripts/setup installs Debian's mosquitto",
+                     also=("/usr/sbin",))
     base = Path(tempfile.mkdtemp(prefix="hemmon-test-mqtt-"))
     port = free_port()
     conf = base / "mosquitto.conf"
@@ -152,9 +140,9 @@ class Kafka:
 @contextlib.contextmanager
 def kafka() -> Iterator[Kafka]:
     """A single-node Apache Kafka (KRaft) from the jars scripts/kafka-jars fetched."""
-    java = shutil.which("java")
-    if java is None or not (KAFKA / "lib" / ".complete").exists():
-        pytest.fail("Kafka's jars or Java are missing: ./scripts/setup fetches the jars "
+    java = require("java", "Java 17 runs the Kafka broker")
+    if not (KAFKA / "lib" / ".complete").exists():
+        pytest.fail("Kafka's jars are missing: ./scripts/setup fetches them "
                     "(scripts/kafka-jars)", pytrace=False)
     import base64
     import uuid

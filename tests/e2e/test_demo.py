@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..services import free_port
+from ..services import free_port, require
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -25,11 +24,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
 
 
 def chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None:
-        pytest.fail("chromium not found: run ./scripts/test, which installs Debian's chromium",
-                    pytrace=False)
-    return found
+    return require("chromium", "./scripts/setup installs Debian's chromium")
 
 
 def render(url: str, screenshot: Path) -> str:

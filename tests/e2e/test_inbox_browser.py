@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,23 +19,20 @@ from hemmon.settings import MqttAddress
 
 from ..integration.harness import Device, Running, running_service
 from ..integration.test_embedded_pipeline import native
+from ..services import require
+from .test_demo import CHROMIUM_FLAGS, chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--window-size=1280,900"]
+FLAGS = [*CHROMIUM_FLAGS, "--window-size=1280,900"]
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver_path = shutil.which("chromedriver")
-    if driver_path is None or shutil.which("chromium") is None:
-        pytest.fail("chromium and chromedriver are needed: ./scripts/test installs Debian's "
-                    "chromium and chromium-driver", pytrace=False)
+    driver_path = require("chromedriver", "./scripts/setup installs Debian's chromium-driver")
     options = webdriver.ChromeOptions()
     for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(flag)
-    options.binary_location = str(shutil.which("chromium"))
+    options.binary_location = chromium()
     driver = webdriver.Chrome(service=Service(driver_path), options=options)
     yield driver
     driver.quit()

@@ -37,13 +37,6 @@ def running(roster_db: str, mqtt: MqttAddress) -> Iterator[Running]:
         yield service
 
 
-@pytest.fixture
-def device(mqtt: MqttAddress) -> Iterator[Device]:
-    d = Device(mqtt, "dev-0001")
-    yield d
-    d.close()
-
-
 def test_a_message_published_twice_is_stored_once(
     running: Running, device: Device, roster_db: str
 ) -> None:

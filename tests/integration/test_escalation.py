@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -40,13 +39,6 @@ def clinical(running: object) -> list[dict[str, object]]:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
-
-
-@pytest.fixture
-def device(mqtt: MqttAddress) -> Iterator[Device]:
-    d = Device(mqtt, "dev-0001")
-    yield d
-    d.close()
 
 
 def test_red_at_14_goes_to_the_fast_vardkontakt_and_escalates_at_14_30_across_a_restart(

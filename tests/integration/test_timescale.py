@@ -3,7 +3,6 @@ PostgreSQL: the same schema and the same queries on both."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 from hemmon.db import migrate
 from hemmon.ingest.storage import trend
 
-from ..services import free_port, wait_for_port
+from ..services import free_port, require, wait_for_port
 
 ENGINE = Path(__file__).resolve().parents[2] / "deploy" / "timescale-test"
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -35,8 +34,8 @@ def engine_connect(url: str) -> psycopg.Connection[Any]:
 
 @pytest.fixture(scope="module")
 def timescale() -> Iterator[str]:
-    node = shutil.which("node")
-    if node is None or not (ENGINE / "node_modules").is_dir():
+    node = require("node", "Node.js runs the timescaledb test engine")
+    if not (ENGINE / "node_modules").is_dir():
         pytest.fail("the timescaledb engine is not installed: ./scripts/setup installs it "
                     "with npm into deploy/timescale-test", pytrace=False)
     port = free_port()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from prometheus_client import REGISTRY
 
 import hemmon.metrics  # noqa: F401  (registers every metric)
 from hemmon.cli import parser
+
+from ..services import require
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS_BUILTINS = {"up"}
@@ -40,11 +41,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool not found: ./scripts/setup installs Debian's prometheus",
-                    pytrace=False)
-    return found
+    return require("promtool", "./scripts/setup installs Debian's prometheus")
 
 
 def test_promtool_accepts_the_config_and_the_rules() -> None:
