@@ -155,8 +155,9 @@ def kafka() -> Iterator[Kafka]:
     cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     command = [java, f"-Dlog4j.configuration=file:{base / 'log4j.properties'}", "-Xmx512m",
                "-cp", f"{KAFKA / 'lib'}/*"]
-    subprocess.run([*command, "kafka.tools.StorageTool", "format", "-t", cluster, "-c",
-                    str(base / "server.properties")], check=True, capture_output=True)
+    # "=" form: a random id may start with "-", which would read as an option
+    subprocess.run([*command, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
+                    "-c", str(base / "server.properties")], check=True, capture_output=True)
     process = subprocess.Popen([*command, "kafka.Kafka", str(base / "server.properties")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
