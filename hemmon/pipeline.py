@@ -34,6 +34,7 @@ from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason, So
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.status import StatusError, parse_status, status_device
 from hemmon.ingest.storage import (
+    Identity,
     device_states,
     get_rejection,
     identity,
@@ -45,7 +46,7 @@ from hemmon.ingest.storage import (
 )
 from hemmon.ingest.topics import ReadingsTopic, TopicError, parse_readings_topic
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
-from hemmon.rules.engine import evaluate_points, lookback, measurements_needed
+from hemmon.rules.engine import Clear, evaluate_points, lookback, measurements_needed
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import MissedRule
 from hemmon.rules.schedule import missed
@@ -89,6 +90,33 @@ class Reply:
     feedback: Feedback
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """A batch normalised and stored: each message's result and what was new."""
+
+    results: list[tuple[Message, Normalised]]
+    topics: dict[str, ReadingsTopic | None]
+    readings: list[Reading]
+    new: set[Identity]
+    new_rejections: list[Rejection]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What the rules found in a batch: findings, ended excursions (patient, clear) and
+    when each reading arrived (for the receipt -> alert latency)."""
+
+    findings: list[Finding]
+    clears: list[tuple[str, Clear]]
+    received: dict[str, datetime]
+
+    def by_reading(self) -> dict[str, list[Finding]]:
+        out: dict[str, list[Finding]] = defaultdict(list)
+        for finding in self.findings:
+            out[finding.reading_key].append(finding)
+        return out
+
+
 class Pipeline:
     """The core wired to one database connection; not shared between threads."""
 
@@ -122,10 +150,10 @@ class Pipeline:
             self._checked = now
         return self._snapshot
 
-    def _evaluate(self, snap: RosterSnapshot, readings: Sequence[Reading]) -> list[Finding]:
-        """The findings of the batch's readings and of the later readings whose windows
-        they fall into, from the stored series (nothing is kept in memory), and the
-        excursions that ended, marked on their open alerts."""
+    def evaluate(self, snap: RosterSnapshot, readings: Sequence[Reading]) -> Evaluation:
+        """The findings of the readings and of the later readings whose windows they fall
+        into, from the stored series (nothing is kept in memory), and the excursions that
+        ended. Reads only; the caller owns the transaction."""
         by_patient: dict[str, list[Reading]] = defaultdict(list)
         for reading in readings:
             if reading.patient_id in snap.rules:
@@ -138,7 +166,8 @@ class Pipeline:
                                                         {r.type for r in rs})))
             for p, rs in by_patient.items()
         ])
-        found: list[Finding] = []
+        found = Evaluation(findings=[], clears=[],
+                           received={reading_key(r): r.received_at for r in readings})
         for patient, batch in by_patient.items():
             rules = snap.rules[patient]
             own = series[patient]
@@ -150,14 +179,13 @@ class Pipeline:
             }
             ordered = sorted(targets.values(), key=lambda point: point.measured_at)
             outcome = evaluate_points(patient, rules.rules, rules.version, own, ordered)
-            found.extend(outcome.findings)
-            mark_cleared(self._conn, patient, outcome.clears)
+            found.findings.extend(outcome.findings)
+            found.clears.extend((patient, clear) for clear in outcome.clears)
         return found
 
-    def process(self, messages: Sequence[Message]) -> list[Reply]:
-        """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors."""
-        started = time.perf_counter()
-        snap = self.snapshot()
+    def ingest(self, snap: RosterSnapshot, messages: Sequence[Message]) -> Ingested:
+        """Normalise a batch and store its readings, rejections and device states; the
+        caller owns the transaction and counts with `count_ingested` after the commit."""
         statuses: list[tuple[Message, str]] = []
         results: list[tuple[Message, Normalised]] = []
         for m in messages:
@@ -177,40 +205,55 @@ class Pipeline:
                 if normalised.extras.battery is not None:
                     batteries[device] = normalised.extras.battery
         readings = [r for _, n in results for r in n.readings]
-        now = self._clock()
-        with self._conn.transaction():
-            new = store_readings(self._conn, readings)
-            status_rejections = self._store_statuses(statuses, snap)
-            record_seen(self._conn, seen, batteries)
-            new_rejections = store_rejections(
-                self._conn, [j for _, n in results for j in n.rejections] + status_rejections
-            )
-            findings = self._evaluate(snap, readings)
-            new_findings = store_findings(self._conn, findings, now)
-            alertable = [f for f in new_findings if now - f.measured_at <= STALE_AFTER]
-            changes = apply_findings(self._conn, alertable, snap.teams, now)
-            link_findings(self._conn, [(c.finding, c.alert.id) for c in changes
-                                       if c.alert.id is not None])
-        committed = self._clock()
+        new = store_readings(self._conn, readings)
+        status_rejections = self._store_statuses(statuses, snap)
+        record_seen(self._conn, seen, batteries)
+        new_rejections = store_rejections(
+            self._conn, [j for _, n in results for j in n.rejections] + status_rejections
+        )
+        return Ingested(results=results, topics=topics, readings=readings, new=new,
+                        new_rejections=new_rejections)
 
-        for message, normalised in results:
-            label = _format_label(topics[message.topic], snap)
+    @staticmethod
+    def count_ingested(snap: RosterSnapshot, ingested: Ingested, committed: datetime) -> None:
+        for message, normalised in ingested.results:
+            label = _format_label(ingested.topics[message.topic], snap)
             metrics.MESSAGES_RECEIVED.labels(label).inc()
             if normalised.skipped:
                 metrics.RECORDS_SKIPPED.labels(label).inc(normalised.skipped)
-        for r in readings:
-            if identity(r) in new:
+        for r in ingested.readings:
+            if identity(r) in ingested.new:
                 metrics.READINGS_ACCEPTED.labels(r.type.value).inc()
                 metrics.READING_STORED_SECONDS.observe(
                     max(0.0, (committed - r.received_at).total_seconds())
                 )
-        metrics.READINGS_DUPLICATE.inc(len(readings) - len(new))
-        metrics.FINDINGS_HISTORICAL.inc(len(new_findings) - len(alertable))
-        for j in new_rejections:
+        metrics.READINGS_DUPLICATE.inc(len(ingested.readings) - len(ingested.new))
+        for j in ingested.new_rejections:
             metrics.REJECTIONS.labels(j.reason.value).inc()
             log.warning("message rejected: %s (%s)", j.reason.value, j.detail)
             log.debug("rejected message on %s: %r", j.topic, j.raw[:200])
-        received = {reading_key(r): r.received_at for r in readings}
+
+    def alert(self, snap: RosterSnapshot, evaluation: Evaluation,
+              now: datetime) -> list[AlertChange]:
+        """Keep the findings not kept yet and open or update alerts from those (recent ones
+        only), and mark ended excursions; the caller owns the transaction. A finding kept
+        before (a redelivery) changes nothing."""
+        by_patient: dict[str, list[Clear]] = defaultdict(list)
+        for patient, clear in evaluation.clears:
+            by_patient[patient].append(clear)
+        for patient, clears in by_patient.items():
+            mark_cleared(self._conn, patient, clears)
+        new_findings = store_findings(self._conn, evaluation.findings, now)
+        alertable = [f for f in new_findings if now - f.measured_at <= STALE_AFTER]
+        changes = apply_findings(self._conn, alertable, snap.teams, now)
+        link_findings(self._conn, [(c.finding, c.alert.id) for c in changes
+                                   if c.alert.id is not None])
+        metrics.FINDINGS_HISTORICAL.inc(len(new_findings) - len(alertable))
+        return changes
+
+    @staticmethod
+    def count_alerts(changes: Sequence[AlertChange], received: dict[str, datetime],
+                     committed: datetime) -> None:
         for change in changes:
             if change.opened:
                 _count_opened(change)
@@ -220,13 +263,26 @@ class Pipeline:
                         max(0.0, (committed - arrived).total_seconds()))
             else:
                 metrics.ALERT_UPDATES.labels(change.finding.level.value).inc()
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        by_reading: dict[str, list[Finding]] = defaultdict(list)
-        for finding in findings:
-            by_reading[finding.reading_key].append(finding)
-        return [reply for m, n in results
-                if (reply := _reply(topics[m.topic], n, by_reading)) is not None]
 
+    def process(self, messages: Sequence[Message]) -> list[Reply]:
+        """Store and evaluate a batch; returns the feedback to publish. Raises on I/O errors.
+
+        The embedded runner's one transaction over the three stages the distributed runner
+        runs apart: `ingest` (worker), `evaluate` (worker, by patient), `alert` (alerts)."""
+        started = time.perf_counter()
+        snap = self.snapshot()
+        now = self._clock()
+        with self._conn.transaction():
+            ingested = self.ingest(snap, messages)
+            evaluation = self.evaluate(snap, ingested.readings)
+            changes = self.alert(snap, evaluation, now)
+        committed = self._clock()
+        self.count_ingested(snap, ingested, committed)
+        self.count_alerts(changes, evaluation.received, committed)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        return [reply for m, n in ingested.results
+                if (reply := _reply(ingested.topics[m.topic], n,
+                                    evaluation.by_reading())) is not None]
 
     def _store_statuses(self, statuses: list[tuple[Message, str]],
                         snap: RosterSnapshot) -> list[Rejection]:
