@@ -200,12 +200,6 @@ def _bridge(settings: Settings) -> int:
     return 0
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    print(f"hemmon {args.command}: this distributed role is not in this version yet;"
-          " use `hemmon run` (single process) or `hemmon bridge`", file=sys.stderr)
-    return 2
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hemmon", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -214,8 +208,8 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     sub.add_parser("run", help="the single-process pipeline and inbox")
     sub.add_parser("bridge", help="distributed role: MQTT -> Kafka, acknowledged after Kafka")
-    for role in ("worker", "alerts"):
-        sub.add_parser(role, help="distributed role (not in this version yet)")
+    sub.add_parser("worker", help="distributed role: faust agents, Kafka -> readings, findings")
+    sub.add_parser("alerts", help="distributed role: findings -> alerts, sweeps, inbox")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     roster = sub.add_parser("roster", help="the roster of units, staff, patients, devices")
     roster_sub = roster.add_subparsers(dest="roster_command", required=True)
@@ -292,12 +286,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _simulate(settings, args)
             case "bridge":
                 return _bridge(settings)
+            case "worker":
+                from .roles import run_worker
+
+                return run_worker(settings)
+            case "alerts":
+                from .roles import run_alerts
+
+                return run_alerts(settings)
             case "mosquitto-config":
                 return _mosquitto_config(args)
             case "report":
                 return _report(settings, args)
             case _:
-                return _not_yet(args)
+                raise AssertionError(args.command)
     except (SettingsError, RosterError) as exc:
         print(f"hemmon: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,10 @@ route): never a patient, a device or a topic.
 | hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
 | hemmon_bridge_messages_total | counter | | messages handed to Kafka, then acknowledged |
 | hemmon_bridge_failures_total | counter | | batches Kafka did not take (retried) |
+| hemmon_bridge_queue | gauge | | messages taken from MQTT, not yet in Kafka (read at scrape) |
+| hemmon_kafka_records_total | counter | role, stage | records a role consumed and finished |
+| hemmon_kafka_consumer_lag | gauge | role, stage | records on its partitions not committed |
+| hemmon_kafka_send_failures_total | counter | | records Kafka did not take (retried) |
 """
 
 from __future__ import annotations
@@ -83,7 +87,15 @@ SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected int
 MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
 
 BRIDGED = Counter("hemmon_bridge_messages", "MQTT messages handed to Kafka and acknowledged")
+BRIDGE_QUEUE = Gauge("hemmon_bridge_queue", "Messages taken from MQTT, not yet in Kafka")
 BRIDGE_FAILURES = Counter("hemmon_bridge_failures", "Batches Kafka did not take (retried)")
+
+KAFKA_RECORDS = Counter("hemmon_kafka_records",
+                        "Records a distributed role consumed and finished", ["role", "stage"])
+KAFKA_LAG = Gauge("hemmon_kafka_consumer_lag",
+                  "Records on this member's partitions not yet committed", ["role", "stage"])
+KAFKA_SEND_FAILURES = Counter("hemmon_kafka_send_failures",
+                              "Records Kafka did not take from a worker (retried)")
 
 LEVELS = ("yellow", "red")
 ROUTES = ("fast_vardkontakt", "mobile_team", "unit_fallback")

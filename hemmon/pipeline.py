@@ -98,6 +98,7 @@ class Ingested:
     topics: dict[str, ReadingsTopic | None]
     readings: list[Reading]
     new: set[Identity]
+    rejections: list[Rejection]
     new_rejections: list[Rejection]
 
 
@@ -136,6 +137,13 @@ class Pipeline:
         self._reload_interval = reload_interval
         self._snapshot: RosterSnapshot | None = None
         self._checked = 0.0
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        return self._conn
+
+    def now(self) -> datetime:
+        return self._clock()
 
     def snapshot(self) -> RosterSnapshot:
         """The roster, re-read when its revision has changed (checked every few seconds)."""
@@ -208,11 +216,10 @@ class Pipeline:
         new = store_readings(self._conn, readings)
         status_rejections = self._store_statuses(statuses, snap)
         record_seen(self._conn, seen, batteries)
-        new_rejections = store_rejections(
-            self._conn, [j for _, n in results for j in n.rejections] + status_rejections
-        )
+        rejections = [j for _, n in results for j in n.rejections] + status_rejections
+        new_rejections = store_rejections(self._conn, rejections)
         return Ingested(results=results, topics=topics, readings=readings, new=new,
-                        new_rejections=new_rejections)
+                        rejections=rejections, new_rejections=new_rejections)
 
     @staticmethod
     def count_ingested(snap: RosterSnapshot, ingested: Ingested, committed: datetime) -> None:

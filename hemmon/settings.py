@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     bridge_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
         "hemmon-bridge")
     bridge_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "hemmon-bridge"
+    kafka_partitions: Annotated[int, Field(ge=1, le=1000)] = 12
+    worker_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
+        "hemmon-worker")
+    sweep_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     secret_key: Annotated[SecretStr, Field(min_length=32)] | None = None

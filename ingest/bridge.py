@@ -108,6 +108,7 @@ class Bridge:
                 f"cannot reach Kafka at HEMMON_KAFKA_BOOTSTRAP ({self._bootstrap}): {exc}"
             ) from exc
         self.source.start()
+        metrics.BRIDGE_QUEUE.set_function(self.source.messages.qsize)
         self._thread.start()
 
     @property

@@ -155,7 +155,8 @@ class MqttSource:
             log.error("MQTT connection refused: %s", reason)
             return
         self._session += 1
-        client.subscribe([(topic, 1) for topic in self._subscriptions])
+        if self._subscriptions:  # none for a role that only publishes feedback
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._connected.set()
         log.info("MQTT connected (session present: %s)", flags.session_present)
 

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,18 @@ def _postgres_bin() -> Path:
 @dataclass(frozen=True)
 class PostgresServer:
     port: int
+    control: tuple[str, ...] = ()
+    """pg_ctl with its data directory and options (to restart the cluster)."""
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the cluster abruptly (like a crash), wait, start it again."""
+        subprocess.run([*self.control, "-m", "immediate", "stop"], check=True,
+                       capture_output=True)
+        time.sleep(down_seconds)
+        subprocess.run([*self.control, "-w", "start"], check=True, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -68,8 +78,10 @@ def postgres_server() -> Iterator[PostgresServer]:
                " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
     subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
                     "-l", str(base / "log"), "-w", "start"], check=True, capture_output=True)
+    control = (*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+               "-l", str(base / "log"))
     try:
-        yield PostgresServer(port)
+        yield PostgresServer(port, control)
     finally:
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], capture_output=True)
@@ -128,13 +140,36 @@ log4j.appender.stderr.layout.ConversionPattern=%d %p %m (%c)%n
 """
 
 
-@dataclass(frozen=True)
+@dataclass
 class Kafka:
     port: int
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, timeout=60)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
 
 
 @contextlib.contextmanager
@@ -158,15 +193,10 @@ def kafka() -> Iterator[Kafka]:
     # "=" form: a random id may start with "-", which would read as an option
     subprocess.run([*command, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
                     "-c", str(base / "server.properties")], check=True, capture_output=True)
-    process = subprocess.Popen([*command, "kafka.Kafka", str(base / "server.properties")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Kafka(port, [*command, "kafka.Kafka", str(base / "server.properties")])
     try:
-        wait_for_port(port, timeout=60)
-        yield Kafka(port)
+        server.start()
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -125,3 +125,32 @@ def test_a_broken_roster_is_refused_naming_the_entry(pg: PostgresServer, tmp_pat
     assert result.returncode == 2
     assert "p-0001" in result.stderr
     assert "nurse-nobody" in result.stderr
+
+
+@pytest.mark.parametrize("role", ["worker", "alerts", "bridge"])
+def test_the_distributed_roles_stop_at_start_naming_an_unreachable_kafka(
+        role: str, database_url: str, broker: Mosquitto) -> None:
+    result = hemmon(role, env={"HEMMON_DATABASE_URL": database_url, "HEMMON_SECRET_KEY": SECRET,
+                               "HEMMON_MQTT_URL": f"mqtt://127.0.0.1:{broker.port}",
+                               "HEMMON_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"})
+    assert result.returncode == 2
+    assert "HEMMON_KAFKA_BOOTSTRAP" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("role", "env", "named"), [
+    ("worker", {"HEMMON_KAFKA_PARTITIONS": "0"}, "HEMMON_KAFKA_PARTITIONS"),
+    ("alerts", {"HEMMON_SECRET_KEY": ""}, "HEMMON_SECRET_KEY"),
+    ("worker", {"HEMMON_DATABASE_URL": ""}, "HEMMON_DATABASE_URL"),
+])
+def test_the_distributed_roles_stop_at_start_naming_a_bad_setting(
+        role: str, env: dict[str, str], named: str, kafka_broker: object) -> None:
+    from ..services import Kafka
+
+    assert isinstance(kafka_broker, Kafka)
+    base = {"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
+            "HEMMON_KAFKA_BOOTSTRAP": kafka_broker.bootstrap}
+    result = hemmon(role, env={**base, **env})
+    assert result.returncode == 2, result.stderr
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,165 @@
+"""The distributed runner (bridge + faust workers + alert service) on real Mosquitto, Kafka
+and PostgreSQL: the same 20,000 readings from 200 patients as the embedded runner, the same
+readings and alerts, whatever crashes on the way."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hemmon.db import migrate
+from hemmon.roster import RosterFile, load_roster
+from hemmon.settings import MqttAddress
+from hemmon.simulator import roster_for
+
+from ..services import Kafka, PostgresServer, kafka, postgres_server
+from .cluster import PATIENTS, READINGS, Cluster, Outcome, outcome, publish, wait_for
+from .harness import running_service, wait_until
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "distributed"
+
+
+def new_database(server: PostgresServer, *, template: str | None = "hemmon_template") -> str:
+    name = f"d_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    url = server.url(name)
+    if template is None:
+        migrate(url)
+    with psycopg.connect(url) as conn:
+        load_roster(conn, RosterFile.model_validate(roster_for(PATIENTS)), actor="test",
+                    reason="test", now=datetime.now(UTC))
+    return url
+
+
+@pytest.fixture(scope="module")
+def embedded(pg: PostgresServer, broker: object, request: pytest.FixtureRequest) -> Outcome:
+    """The reference: the scenario through the embedded runner."""
+    from ..services import Mosquitto
+
+    assert isinstance(broker, Mosquitto)
+    address = MqttAddress("127.0.0.1", broker.port, False, None, None)
+    url = new_database(pg)
+    with running_service(url, address, sweep_seconds=3600):
+        publish(address)
+        wait_until(lambda: outcome(url).readings >= READINGS, timeout=180,
+                   what="the embedded runner to store the scenario")
+        seen = outcome(url)
+        wait_until(lambda: outcome(url) == seen or None, timeout=30, what="quiet")
+    result = outcome(url)
+    assert result.readings == READINGS
+    assert result.distinct_readings == READINGS
+    # the scenario is worth comparing: deteriorating patients give alerts of each kind
+    rules = {rule for _, rule, _, _ in result.alerts}
+    assert len(result.alerts) >= 20, result.brief()
+    assert any("body_weight" in rule for rule in rules), rules
+    return result
+
+
+@pytest.fixture
+def cluster(roster_url: str, mqtt: MqttAddress, kafka_broker: Kafka,
+            request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    running = Cluster(roster_url, mqtt, kafka_broker.bootstrap,
+                      ARTIFACTS / request.node.name)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+def roster_url(pg: PostgresServer) -> str:
+    return new_database(pg)
+
+
+def assert_same(seen: Outcome, expected: Outcome, cluster: Cluster) -> None:
+    logs = "\n".join(f"--- {name}\n{cluster.tail(name)}" for name in
+                     ("bridge", "worker-0", "worker-1", "alerts"))
+    assert seen.readings == READINGS, f"{seen.brief()}\n{logs}"
+    assert seen.distinct_readings == READINGS
+    assert seen.rejections == 0
+    assert seen.open_twice == 0
+    assert seen.findings == expected.findings, (
+        f"missing {sorted(expected.findings - seen.findings)[:5]},"
+        f" extra {sorted(seen.findings - expected.findings)[:5]}\n{logs}")
+    assert seen.alerts == expected.alerts, (
+        f"missing {sorted(expected.alerts - seen.alerts)[:5]},"
+        f" extra {sorted(seen.alerts - expected.alerts)[:5]}\n{logs}")
+
+
+def test_same_readings_and_alerts_as_the_embedded_runner(
+        cluster: Cluster, mqtt: MqttAddress, embedded: Outcome) -> None:
+    cluster.start_all()
+    publish(mqtt)
+    seen = wait_for(cluster.database_url, embedded)
+    assert_same(seen, embedded, cluster)
+    worker = cluster.roles["worker-0"]
+    assert worker.metric("hemmon_kafka_records_total", role="worker", stage="raw") > 0
+    assert worker.metric("hemmon_readings_accepted_total") == READINGS
+    wait_until(lambda: worker.metric("hemmon_kafka_consumer_lag", role="worker",
+                                     stage="raw") == 0 or None,
+               timeout=30, what="the worker's lag to reach 0")
+    alerts = cluster.roles["alerts"]
+    assert alerts.metric("hemmon_kafka_records_total", role="alerts", stage="findings") > 0
+    assert alerts.metric("hemmon_alerts_opened_total") == len(embedded.alerts)
+    assert cluster.roles["bridge"].metric("hemmon_bridge_messages_total") >= 5000
+
+
+def test_kill_9_of_worker_bridge_and_alerts_mid_stream_changes_nothing(
+        cluster: Cluster, mqtt: MqttAddress, embedded: Outcome) -> None:
+    cluster.start_all()
+
+    def crash(name: str, command: str) -> None:
+        cluster.kill(name)
+        cluster.start(name, command)
+
+    publish(mqtt, rate=400, at={
+        0.2: lambda: crash("worker-0", "worker"),
+        0.45: lambda: crash("bridge", "bridge"),
+        0.7: lambda: crash("alerts", "alerts"),
+    })
+    assert_same(wait_for(cluster.database_url, embedded), embedded, cluster)
+
+
+def test_kafka_and_postgres_restarted_mid_stream_changes_nothing(
+        mqtt: MqttAddress, embedded: Outcome, tmp_path: Path) -> None:
+    # a Kafka and a PostgreSQL of its own, so that restarting them hurts no other test
+    with kafka() as own_kafka, postgres_server() as own_pg:
+        url = new_database(own_pg, template=None)
+        cluster = Cluster(url, mqtt, own_kafka.bootstrap,
+                          ARTIFACTS / "kafka_and_postgres_restarted")
+        try:
+            cluster.start_all()
+            publish(mqtt, rate=400, at={
+                0.3: lambda: own_kafka.restart(down_seconds=3),
+                0.65: lambda: own_pg.restart(down_seconds=3),
+            })
+            assert_same(wait_for(url, embedded, timeout=300), embedded, cluster)
+        finally:
+            cluster.stop_all()
+
+
+def test_two_workers_share_the_partitions_and_one_takes_over(
+        cluster: Cluster, mqtt: MqttAddress, embedded: Outcome) -> None:
+    cluster.start_all(workers=2)
+    first, second = cluster.roles["worker-0"], cluster.roles["worker-1"]
+
+    def both_busy() -> bool:
+        return all(w.metric("hemmon_kafka_records_total", role="worker", stage="raw") > 0
+                   for w in (first, second))
+
+    def stop_one() -> None:
+        wait_until(both_busy, timeout=30, what="both workers to take records")
+        cluster.stop("worker-1")
+
+    # the weight of deteriorating heart-failure patients rises over the whole stream, so
+    # their weight-rise alerts depend on rule state from before the hand-over
+    publish(mqtt, rate=400, at={0.4: stop_one})
+    seen = wait_for(cluster.database_url, embedded)
+    assert_same(seen, embedded, cluster)
+    assert any("body_weight" in rule for _, rule, _, _ in seen.alerts)
