@@ -45,6 +45,8 @@ class Outcome:
     readings: int
     distinct_readings: int
     rejections: int
+    rejected: tuple[str, ...]
+    """The first few rejections, to say what they were."""
     findings: frozenset[tuple[str, str, str]]
     alerts: frozenset[tuple[str, str, str, int]]
     open_twice: int
@@ -61,6 +63,7 @@ def outcome(database_url: str) -> Outcome:
             "SELECT count(*), count(DISTINCT (device_id, message_key, type)) FROM readings"
         ).fetchone() or (0, 0)
         rejections = conn.execute("SELECT count(*) FROM rejections").fetchone()
+        kinds = conn.execute("SELECT reason, topic, detail FROM rejections LIMIT 5").fetchall()
         findings = conn.execute(
             "SELECT patient_id, rule, reading_key FROM findings WHERE category = 'clinical'"
         ).fetchall()
@@ -71,6 +74,7 @@ def outcome(database_url: str) -> Outcome:
             "SELECT count(*) FROM (SELECT patient_id, rule FROM alerts"
             " WHERE status <> 'resolved' GROUP BY 1, 2 HAVING count(*) > 1) AS d").fetchone()
     return Outcome(int(readings), int(distinct), int(rejections[0] if rejections else 0),
+                   tuple(f"{r} on {t}: {d}" for r, t, d in kinds),
                    frozenset((str(a), str(b), str(c)) for a, b, c in findings),
                    frozenset((str(a), str(b), str(c), int(d)) for a, b, c, d in alerts),
                    int(twice[0] if twice else 0))

@@ -17,7 +17,7 @@ from hemmon.roster import RosterFile, load_roster
 from hemmon.settings import MqttAddress
 from hemmon.simulator import roster_for
 
-from ..services import Kafka, PostgresServer, kafka, postgres_server
+from ..services import Kafka, PostgresServer, kafka, mosquitto, postgres_server
 from .cluster import PATIENTS, READINGS, Cluster, Outcome, outcome, publish, wait_for
 from .harness import running_service, wait_until
 
@@ -38,12 +38,16 @@ def new_database(server: PostgresServer, *, template: str | None = "hemmon_templ
 
 
 @pytest.fixture(scope="module")
-def embedded(pg: PostgresServer, broker: object, request: pytest.FixtureRequest) -> Outcome:
-    """The reference: the scenario through the embedded runner."""
-    from ..services import Mosquitto
+def mqtt() -> Iterator[MqttAddress]:
+    """A broker of this module's own: no retained message or session of another test."""
+    with mosquitto() as broker:
+        yield MqttAddress("127.0.0.1", broker.port, False, None, None)
 
-    assert isinstance(broker, Mosquitto)
-    address = MqttAddress("127.0.0.1", broker.port, False, None, None)
+
+@pytest.fixture(scope="module")
+def embedded(pg: PostgresServer, mqtt: MqttAddress) -> Outcome:
+    """The reference: the scenario through the embedded runner."""
+    address = mqtt
     url = new_database(pg)
     with running_service(url, address, sweep_seconds=3600):
         publish(address)
@@ -54,6 +58,7 @@ def embedded(pg: PostgresServer, broker: object, request: pytest.FixtureRequest)
     result = outcome(url)
     assert result.readings == READINGS
     assert result.distinct_readings == READINGS
+    assert result.rejections == 0, result.rejected
     # the scenario is worth comparing: deteriorating patients give alerts of each kind
     rules = {rule for _, rule, _, _ in result.alerts}
     assert len(result.alerts) >= 20, result.brief()
@@ -82,7 +87,7 @@ def assert_same(seen: Outcome, expected: Outcome, cluster: Cluster) -> None:
                      ("bridge", "worker-0", "worker-1", "alerts"))
     assert seen.readings == READINGS, f"{seen.brief()}\n{logs}"
     assert seen.distinct_readings == READINGS
-    assert seen.rejections == 0
+    assert seen.rejections == 0, seen.rejected
     assert seen.open_twice == 0
     assert seen.findings == expected.findings, (
         f"missing {sorted(expected.findings - seen.findings)[:5]},"

@@ -94,7 +94,10 @@ def test_the_kubernetes_manifests_match_their_schemas() -> None:
 def test_the_compose_file_runs_real_commands_and_mounts_real_files() -> None:
     compose: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"mosquitto", "timescaledb", "hemmon", "prometheus", "grafana"} <= set(services)
+    assert {"mosquitto", "kafka", "timescaledb", "bridge", "worker-1", "worker-2", "alerts",
+            "hemmon", "prometheus", "grafana"} <= set(services)
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["worker-1"]["environment"] != services["worker-2"]["environment"]
     for name, service in services.items():
         assert "image" in service or "build" in service, name
         if "build" in service:

@@ -1,0 +1,301 @@
+"""Benchmark of the Kafka path (bridge + two workers + alert service), against raw
+ceilings measured in the same run on the same services.
+
+Same load as `bench.embedded`: cuff, oximeter and scale messages from many simulated
+devices, one MQTT publish each; a reading is one measurement. Each role runs as its own
+`hemmon` process, as an operator runs them. Ceilings: paho publish -> subscribe through the
+same Mosquitto (messages/s), binary COPY of the same rows into the same PostgreSQL
+(readings/s), and aiokafka produce -> consume through the same Kafka (records/s).
+
+    python -m bench.kafka [--quick]        (or bench/run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from bench.embedded import (
+    KINDS,
+    RESULTS,
+    _ready,
+    broker_ceiling,
+    client,
+    copy_ceiling,
+    count_readings,
+    machine,
+    message,
+    peak_rss_mb,
+    publish_parallel,
+    wait_for,
+)
+from hemmon.db import migrate
+from hemmon.roster import RosterFile, load_roster
+from hemmon.service import free_port
+from hemmon.simulator import roster_for, virtual_patients
+from tests.services import kafka, mosquitto, postgres_server
+
+PARTITIONS = 4
+WORKERS = 2
+
+
+def kafka_ceiling(bootstrap: str, count: int) -> float:
+    """aiokafka produce (acks=all, idempotent) -> consume of envelope-sized records, /s."""
+    topic = f"bench-ceiling-{uuid.uuid4().hex[:6]}"
+    body = message(0)[1] * 2  # about the size of an envelope
+
+    async def run() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                    enable_idempotence=True, linger_ms=5)
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest")
+        await producer.start()
+        await consumer.start()
+        started = time.perf_counter()
+        try:
+            sends = [await producer.send(topic, key=str(i % 500).encode(), value=body)
+                     for i in range(count)]
+            await asyncio.gather(*sends)
+            seen = 0
+            while seen < count:
+                batch = await consumer.getmany(timeout_ms=1000)
+                seen += sum(len(records) for records in batch.values())
+        finally:
+            await producer.stop()
+            await consumer.stop()
+        return count / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+class Roles:
+    """bridge, workers and alerts as `hemmon` processes with shared settings."""
+
+    def __init__(self, url: str, mqtt_port: int, bootstrap: str) -> None:
+        stem = f"bench{uuid.uuid4().hex[:6]}"
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("HEMMON_")},
+                    "HEMMON_DATABASE_URL": url, "HEMMON_MQTT_URL": f"mqtt://127.0.0.1:{mqtt_port}",
+                    "HEMMON_KAFKA_BOOTSTRAP": bootstrap, "HEMMON_KAFKA_TOPIC": f"{stem}.raw",
+                    "HEMMON_KAFKA_PARTITIONS": str(PARTITIONS),
+                    "HEMMON_BRIDGE_CLIENT_ID": f"{stem}-bridge", "HEMMON_BRIDGE_GROUP": stem,
+                    "HEMMON_SECRET_KEY": "bench-secret-" + "x" * 32, "HEMMON_BATCH_MAX": "2000",
+                    "HEMMON_LOG_LEVEL": "WARNING", "HEMMON_SWEEP_SECONDS": "3600"}
+        self.processes: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+        self.peaks: dict[str, float] = {}
+
+    def start(self, name: str, command: str, **env: str) -> None:
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-m", "hemmon.cli", command],
+                                   env={**self.env, "HEMMON_HTTP_PORT": str(port), **env},
+                                   stdout=subprocess.DEVNULL)
+        self.processes[name] = (process, port)
+        wait_for(lambda: _ready(port), timeout=120, poll=0.2)
+
+    def metric(self, name: str, **labels: str) -> float:
+        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        start = f"{name}{{{wanted}}} "
+        total = 0.0
+        for _, port in self.processes.values():
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            total += sum(float(line.split()[-1]) for line in text.splitlines()
+                         if line.startswith(start))
+        return total
+
+    def stop(self) -> None:
+        """Stop every role, keeping each one's peak RSS (MB) in `peaks`."""
+        self.peaks = {name: peak_rss_mb(p.pid) for name, (p, _) in self.processes.items()}
+        for process, _ in self.processes.values():
+            process.terminate()
+        for process, _ in self.processes.values():
+            process.wait(30)
+
+
+@contextmanager
+def running_roles(url: str, mqtt_port: int, bootstrap: str) -> Iterator[Roles]:
+    roles = Roles(url, mqtt_port, bootstrap)
+    try:
+        roles.start("alerts", "alerts")
+        for i in range(WORKERS):
+            roles.start(f"worker-{i}", "worker", HEMMON_WORKER_CLIENT_ID=f"bench-w{i}")
+        roles.start("bridge", "bridge")
+        yield roles
+    finally:
+        roles.stop()
+
+
+def throughput(url: str, port: int, roles: Roles, devices: list[str],
+               messages: int) -> dict[str, float]:
+    jobs, readings = [], 0
+    for i in range(messages):
+        count, body = message(i)
+        readings += count
+        jobs.append((f"hemmon/v1/devices/{devices[i % len(devices)]}/readings", body))
+    before = count_readings(url)
+    evaluated = roles.metric("hemmon_kafka_records_total", role="worker", stage="readings")
+    started = time.perf_counter()
+    publish_parallel(port, jobs, 2)
+    published = time.perf_counter()
+    wait_for(lambda: count_readings(url) >= before + readings, timeout=900, poll=0.2)
+    finished = wait_for(
+        lambda: roles.metric("hemmon_kafka_records_total", role="worker",
+                             stage="readings") >= evaluated + messages, timeout=900, poll=0.2)
+    elapsed = finished - started
+    return {"messages": messages, "readings": readings, "seconds": elapsed,
+            "readings_per_s": readings / elapsed, "messages_per_s": messages / elapsed,
+            "publish_seconds": published - started}
+
+
+def latency(url: str, port: int, devices: list[str], red_devices: list[str],
+            readings_per_s: float, seconds: float, red_every: int = 50) -> dict[str, float]:
+    """At a fixed rate: publish -> feedback (stored and evaluated) for every message, and
+    publish -> alert committed (alerts.opened_at) for red SpO2 from devices without an
+    open alert."""
+    sent: dict[str, float] = {}
+    stored: list[float] = []
+    red_sent: dict[str, float] = {}
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        now = time.perf_counter()
+        key = json.loads(msg.payload)["message_id"]
+        if key in sent:
+            stored.append(now - sent.pop(key))
+
+    sub = client(port, "bench-feedback")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("hemmon/v1/devices/+/feedback", qos=1)
+    sub.loop_start()
+    pub = client(port, "bench-rate")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    time.sleep(0.5)
+    per_message = sum(k[0] for k in KINDS) / len(KINDS)
+    interval = per_message / readings_per_s
+    started = time.perf_counter()
+    index = 20_000_000
+    reds = iter(red_devices)
+    while time.perf_counter() - started < seconds:
+        red = index % red_every == 0
+        _, body = message(index, red=red)
+        key = json.loads(body)["message_id"]
+        device = next(reds, None) if red else devices[index % len(devices)]
+        if device is None:
+            break
+        if red:
+            red_sent[device] = time.time()
+        else:
+            sent[key] = time.perf_counter()
+        pub.publish(f"hemmon/v1/devices/{device}/readings", body, qos=1)
+        index += 1
+        delay = started + (index - 20_000_000) * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(5)
+    sub.loop_stop()
+    pub.loop_stop()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT d.id, a.opened_at FROM alerts a JOIN devices d USING (patient_id)"
+            " WHERE d.id = ANY(%s)", (list(red_sent),)).fetchall()
+    alerted = [r[1].timestamp() - red_sent[r[0]] for r in rows]
+
+    def pct(values: list[float], q: int) -> float:
+        return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
+
+    return {"rate_readings_per_s": readings_per_s, "seconds": seconds,
+            "stored_p50_ms": pct(stored, 50), "stored_p99_ms": pct(stored, 99),
+            "alert_p50_ms": pct(alerted, 50), "alert_p99_ms": pct(alerted, 99),
+            "alerts_measured": len(alerted), "alerts_missing": len(red_sent) - len(alerted),
+            "lost_feedback": len(sent)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small loads, a smoke run")
+    parser.add_argument("--patients", type=int, default=2000)
+    args = parser.parse_args(argv)
+    messages = 6000 if args.quick else 40_000
+    ceiling_messages = 10_000 if args.quick else 50_000
+    latency_seconds = 5.0 if args.quick else 20.0
+    results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine(),
+                               "workers": WORKERS, "partitions": PARTITIONS}
+    with postgres_server() as pg, mosquitto() as broker, kafka() as kafka_broker:
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench")
+        url = pg.url("bench")
+        migrate(url)
+        patients = virtual_patients(args.patients, prefix="bench")
+        with psycopg.connect(url) as conn:
+            load_roster(conn, RosterFile.model_validate(roster_for(patients)), actor="bench",
+                        reason="benchmark", now=datetime.now(UTC))
+        half = len(patients) // 2
+        devices = [p.device_id for p in patients[:half]]
+        red_devices = [p.device_id for p in patients[half:]]
+        results["ceiling_broker_messages_per_s"] = broker_ceiling(broker.port, ceiling_messages)
+        results["ceiling_copy_readings_per_s"] = copy_ceiling(url, messages * 2)
+        results["ceiling_kafka_records_per_s"] = kafka_ceiling(kafka_broker.bootstrap,
+                                                               ceiling_messages)
+        with running_roles(url, broker.port, kafka_broker.bootstrap) as roles:
+            results["kafka_path"] = throughput(url, broker.port, roles, devices, messages)
+            results["latency"] = latency(url, broker.port, devices, red_devices, 1000.0,
+                                         latency_seconds)
+        results["peak_rss_mb"] = roles.peaks
+    path = results["kafka_path"]
+    results["ratio_to_broker"] = path["messages_per_s"] / results["ceiling_broker_messages_per_s"]
+    results["ratio_to_copy"] = path["readings_per_s"] / results["ceiling_copy_readings_per_s"]
+    results["ratio_to_kafka"] = path["messages_per_s"] / results["ceiling_kafka_records_per_s"]
+    report(results)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"kafka-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out}")
+    return 0
+
+
+def report(r: dict[str, Any]) -> None:
+    k, lat = r["kafka_path"], r["latency"]
+    rows = [
+        ("machine", f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
+                    f"{r['machine']['memory_gib']} GiB"),
+        ("ceiling: paho -> Mosquitto -> paho (QoS 1)",
+         f"{r['ceiling_broker_messages_per_s']:,.0f} messages/s"),
+        ("ceiling: binary COPY into readings",
+         f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
+        ("ceiling: aiokafka produce -> consume (acks=all)",
+         f"{r['ceiling_kafka_records_per_s']:,.0f} records/s"),
+        (f"Kafka path ({r['workers']} workers, {r['partitions']} partitions): end to end",
+         f"{k['readings_per_s']:,.0f} readings/s ({k['messages_per_s']:,.0f} messages/s,"
+         f" {k['readings']:,} readings in {k['seconds']:.1f} s)"),
+        ("  ratio to the broker ceiling (messages)", f"{r['ratio_to_broker']:.2f}"),
+        ("  ratio to the COPY ceiling (readings)", f"{r['ratio_to_copy']:.2f}"),
+        ("  ratio to the Kafka ceiling (records)", f"{r['ratio_to_kafka']:.2f}"),
+        (f"at {lat['rate_readings_per_s']:,.0f} readings/s: publish -> stored+evaluated,"
+         " p50 / p99", f"{lat['stored_p50_ms']:.1f} / {lat['stored_p99_ms']:.1f} ms"),
+        ("  publish -> alert opened (its opened_at), p50 / p99",
+         f"{lat['alert_p50_ms']:.1f} / {lat['alert_p99_ms']:.1f} ms"
+         f" ({lat['alerts_measured']} alerts, {lat['alerts_missing']} missing)"),
+        ("peak RSS per role", ", ".join(f"{name} {mb:.0f} MB"
+                                       for name, mb in r["peak_rss_mb"].items())),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
