@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -108,7 +109,7 @@ class Roles:
 
     def metric(self, name: str, **labels: str) -> float:
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        start = f"{name}{{{wanted}}} "
+        start = f"{name}{{{wanted}}} " if labels else f"{name} "
         total = 0.0
         for _, port in self.processes.values():
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -138,26 +139,61 @@ def running_roles(url: str, mqtt_port: int, bootstrap: str) -> Iterator[Roles]:
         roles.stop()
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process, its reaped children and its live children
+    (PostgreSQL's backends), in seconds."""
+    ticks = sum(int(f) for f in _stat(pid)[11:15])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(int(entry.name))
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                ticks += sum(int(f) for f in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    total = sum(values[:8])
+    return (total - idle) / os.sysconf("SC_CLK_TCK"), total / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(url: str, port: int, roles: Roles, devices: list[str],
-               messages: int) -> dict[str, float]:
+               messages: int, others: dict[str, int]) -> dict[str, Any]:
     jobs, readings = [], 0
     for i in range(messages):
         count, body = message(i)
         readings += count
         jobs.append((f"hemmon/v1/devices/{devices[i % len(devices)]}/readings", body))
     before = count_readings(url)
-    evaluated = roles.metric("hemmon_kafka_records_total", role="worker", stage="readings")
+    evaluated = roles.metric("hemmon_readings_evaluated_total")
+    pids = {**{name: p.pid for name, (p, _) in roles.processes.items()}, **others}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before, total_before = machine_busy()
     started = time.perf_counter()
     publish_parallel(port, jobs, 2)
     published = time.perf_counter()
     wait_for(lambda: count_readings(url) >= before + readings, timeout=900, poll=0.2)
     finished = wait_for(
-        lambda: roles.metric("hemmon_kafka_records_total", role="worker",
-                             stage="readings") >= evaluated + messages, timeout=900, poll=0.2)
+        lambda: roles.metric("hemmon_readings_evaluated_total") >= evaluated + readings,
+        timeout=900, poll=0.2)
     elapsed = finished - started
+    busy_after, total_after = machine_busy()
+    cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     return {"messages": messages, "readings": readings, "seconds": elapsed,
             "readings_per_s": readings / elapsed, "messages_per_s": messages / elapsed,
-            "publish_seconds": published - started}
+            "publish_seconds": published - started,
+            "machine_busy": (busy_after - busy_before) / (total_after - total_before),
+            "cpu_ms_per_1000_readings": {name: 1e6 * sec / readings
+                                         for name, sec in sorted(cpu.items())}}
 
 
 def latency(url: str, port: int, devices: list[str], red_devices: list[str],
@@ -224,6 +260,21 @@ def latency(url: str, port: int, devices: list[str], red_devices: list[str],
             "lost_feedback": len(sent)}
 
 
+def postmaster(port: int) -> int:
+    """The PostgreSQL server's pid (its backends are its children: their CPU time counts
+    once they exit; the benchmark's connections are short)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            joined = b" ".join(command)
+            if command[0].endswith(b"postgres") and f"-p {port}".encode() in joined:
+                return int(entry.name)
+    raise LookupError("no postmaster")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small loads, a smoke run")
@@ -245,13 +296,19 @@ def main(argv: list[str] | None = None) -> int:
                         reason="benchmark", now=datetime.now(UTC))
         half = len(patients) // 2
         devices = [p.device_id for p in patients[:half]]
-        red_devices = [p.device_id for p in patients[half:]]
+        # red SpO2 opens an alert only where the group's rules watch SpO2
+        red_devices = [p.device_id for p in patients[half:]
+                       if p.group in ("heart_failure", "copd")]
         results["ceiling_broker_messages_per_s"] = broker_ceiling(broker.port, ceiling_messages)
         results["ceiling_copy_readings_per_s"] = copy_ceiling(url, messages * 2)
         results["ceiling_kafka_records_per_s"] = kafka_ceiling(kafka_broker.bootstrap,
                                                                ceiling_messages)
         with running_roles(url, broker.port, kafka_broker.bootstrap) as roles:
-            results["kafka_path"] = throughput(url, broker.port, roles, devices, messages)
+            assert kafka_broker.process is not None
+            others = {"kafka": kafka_broker.process.pid, "mosquitto": broker.process.pid,
+                      "postgresql": postmaster(pg.port)}
+            results["kafka_path"] = throughput(url, broker.port, roles, devices, messages,
+                                               others)
             results["latency"] = latency(url, broker.port, devices, red_devices, 1000.0,
                                          latency_seconds)
         results["peak_rss_mb"] = roles.peaks
@@ -289,6 +346,9 @@ def report(r: dict[str, Any]) -> None:
         ("  publish -> alert opened (its opened_at), p50 / p99",
          f"{lat['alert_p50_ms']:.1f} / {lat['alert_p99_ms']:.1f} ms"
          f" ({lat['alerts_measured']} alerts, {lat['alerts_missing']} missing)"),
+        ("machine CPU busy during the run", f"{k['machine_busy']:.0%} of 2 cores"),
+        ("CPU ms per 1,000 readings", ", ".join(
+            f"{name} {ms:.0f}" for name, ms in k["cpu_ms_per_1000_readings"].items())),
         ("peak RSS per role", ", ".join(f"{name} {mb:.0f} MB"
                                        for name, mb in r["peak_rss_mb"].items())),
     ]

@@ -3,12 +3,16 @@
 Three stages, each an agent over a Kafka topic, each calling one stage of `Pipeline`:
 
 - `hemmon.raw`, keyed by device -> worker agent `ingest`: normalise; store readings,
-  rejections and device state; produce `hemmon.readings` (keyed by patient) and the
-  dead-letter topic `hemmon.rejected`;
-- `hemmon.readings`, keyed by patient -> worker agent `evaluate`: the patient's rules;
-  produce `hemmon.findings`; feedback to the device over MQTT;
-- `hemmon.findings`, keyed by patient -> alert service agent `alert`: keep findings, open
-  or update alerts, queue pages.
+  rejections and device state; produce `hemmon.readings` and the dead-letter topic
+  `hemmon.rejected`;
+- `hemmon.readings`, keyed by patient bucket -> worker agent `evaluate`: the patients'
+  rules; produce `hemmon.findings`; feedback to the device over MQTT;
+- `hemmon.findings`, keyed by patient bucket -> alert service agent `alert`: keep
+  findings, open or update alerts, queue pages.
+
+A patient bucket (`bucket()`) is a stable hash of the patient id: one record carries a
+batch's messages for many patients, and each patient's records stay in order on one
+partition.
 
 (`hemmon.raw` is HEMMON_KAFKA_TOPIC; the others take its stem.) Every stage is
 at-least-once: an agent takes a batch, does its work, waits until Kafka has what it
@@ -32,7 +36,12 @@ import asyncio
 import base64
 import json
 import logging
+import os
+import signal
 import threading
+import time
+import zlib
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,23 +102,34 @@ class Topics:
 
 # -- records between the stages (JSON; pure) ------------------------------------------
 
-def readings_record(device_id: str, normalised: Normalised) -> bytes:
-    """One device message's readings, for the evaluate stage (keyed by patient)."""
-    return json.dumps({
-        "device_id": device_id, "key": normalised.key,
-        "readings": [r.model_dump(mode="json") for r in normalised.readings],
-    }).encode()
+def bucket(patient_id: str, buckets: int) -> bytes:
+    """The Kafka key of a patient's records after the raw topic: a stable hash bucket, so
+    that one record carries a batch's messages of many patients (a faust event costs more
+    than a reading) while each patient's records stay in order on one partition."""
+    return f"b{zlib.crc32(patient_id.encode()) % buckets}".encode()
 
 
-def open_readings_record(value: bytes) -> tuple[str, Normalised]:
-    """(device id, the message's readings as a Normalised) from a readings record."""
-    data = json.loads(value)
-    readings = tuple(Reading.model_validate(r) for r in data["readings"])
-    return str(data["device_id"]), Normalised(readings=readings, key=data["key"])
+def readings_record(messages: Sequence[tuple[str, Normalised]]) -> bytes:
+    """Device messages' readings (device id, the message's readings), for the evaluate
+    stage."""
+    return json.dumps({"messages": [
+        {"device_id": device_id, "key": normalised.key,
+         "readings": [r.model_dump(mode="json") for r in normalised.readings]}
+        for device_id, normalised in messages
+    ]}).encode()
+
+
+def open_readings_record(value: bytes) -> list[tuple[str, Normalised]]:
+    """(device id, the message's readings as a Normalised) for each message in a record."""
+    return [
+        (str(m["device_id"]), Normalised(
+            readings=tuple(Reading.model_validate(r) for r in m["readings"]), key=m["key"]))
+        for m in json.loads(value)["messages"]
+    ]
 
 
 def findings_record(evaluation: Evaluation) -> bytes:
-    """A batch's findings and ended excursions for one patient, for the alert stage."""
+    """Findings and ended excursions, for the alert stage."""
     return json.dumps({
         "findings": [f.model_dump(mode="json") for f in evaluation.findings],
         "clears": [{"patient_id": p, "rule_key": c.rule_key,
@@ -132,12 +152,13 @@ def open_findings_records(values: Iterable[bytes]) -> Evaluation:
     return merged
 
 
-def split_by_patient(evaluation: Evaluation) -> dict[str, Evaluation]:
-    """One Evaluation per patient (each is produced under its patient's key)."""
-    out: dict[str, Evaluation] = {}
+def split_by_bucket(evaluation: Evaluation, buckets: int) -> dict[bytes, Evaluation]:
+    """One Evaluation per patient bucket (each is produced under its bucket's key)."""
+    out: dict[bytes, Evaluation] = {}
 
     def own(patient: str) -> Evaluation:
-        return out.setdefault(patient, Evaluation(findings=[], clears=[], received={}))
+        return out.setdefault(bucket(patient, buckets),
+                              Evaluation(findings=[], clears=[], received={}))
 
     for finding in evaluation.findings:
         part = own(finding.patient_id)
@@ -174,6 +195,8 @@ class StageRunner:
         self._conn: psycopg.Connection[Any] | None = None
         self._pipeline: Pipeline | None = None
         self.stopping = threading.Event()
+        self.retrying = False
+        """True while a call waits for the database to come back."""
 
     def open(self) -> None:
         """Connect now (in the caller's thread): a bad setting stops the program at start."""
@@ -198,10 +221,13 @@ class StageRunner:
                 if self._pipeline is None:
                     self._open()
                 assert self._pipeline is not None
-                return work(self._pipeline)
+                result = work(self._pipeline)
+                self.retrying = False
+                return result
             except (psycopg.OperationalError, DatabaseUnavailable) as exc:
                 if self.stopping.is_set():
                     raise
+                self.retrying = True
                 log.error("%s: database unavailable, batch kept for retry: %s", self.name, exc)
                 if self._conn is not None:
                     self._conn.close()
@@ -242,42 +268,87 @@ def _app(group: str, kafka: KafkaConfig) -> faust.App:
 
 
 async def _send_all(sends: Sequence[Callable[[], Awaitable[Any]]]) -> None:
-    """Produce and wait until Kafka has every record, retrying while it is away."""
+    """Produce every record, then wait until Kafka has them all; the ones it did not take
+    are sent again (with a growing pause) until it does."""
+    pending = list(sends)
     delay = 0.5
-    for send in sends:
-        while True:
+    while pending:
+        queued: list[tuple[Callable[[], Awaitable[Any]], Any]] = []
+        failed: list[Callable[[], Awaitable[Any]]] = []
+        for send in pending:
             try:
-                await (await send())
-                break
-            except Exception as exc:  # not acknowledged upstream: kept, retried here
-                metrics.KAFKA_SEND_FAILURES.inc()
+                queued.append((send, await send()))
+            except Exception as exc:
                 log.error("Kafka did not take a record (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                failed.append(send)
+        outcomes = await asyncio.gather(*(future for _, future in queued),
+                                        return_exceptions=True)
+        for (send, _), result in zip(queued, outcomes, strict=True):
+            if isinstance(result, BaseException):
+                log.error("Kafka did not take a record (%s); retrying", result)
+                failed.append(send)
+        if failed:  # not acknowledged upstream: kept, and retried here
+            metrics.KAFKA_SEND_FAILURES.inc(len(failed))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        pending = failed
 
 
-def _watch_lag(app: faust.App, role: str, topics: Sequence[str]) -> None:
-    """Every few seconds: records on this member's partitions not yet committed."""
+class Watchdog:
+    """Progress of a role's agents, and what to do when it stops.
 
-    async def lag() -> None:
-        consumer: Any = app.consumer
-        totals: dict[str, int] = {}
-        for tp in consumer.assignment():
-            committed = consumer._committed_offset.get(tp)  # faust has no public getter
-            end = consumer.highwater(tp)
-            if end is None:
-                continue
-            behind = end - (committed + 1 if committed is not None else 0)
-            totals[tp.topic] = totals.get(tp.topic, 0) + max(0, behind)
-        for name in topics:
-            stage = name.rsplit(".", 1)[-1]  # raw, readings, findings: a fixed list
-            metrics.KAFKA_LAG.labels(role, stage).set(totals.get(name, 0))
+    faust does not always resume fetching after the Kafka broker was away: the consumer
+    keeps its partitions, no rebalance comes, and nothing more is read (seen here after
+    a broker restart; faust-streaming/faust#523). So every few seconds the watchdog asks
+    the broker for each partition's end and sets the lag gauge; when records wait, no
+    agent has taken a batch for `stall_seconds` and no stage is waiting for the database,
+    it stops the process (exit code 3) for its supervisor to restart it. At-least-once
+    delivery and the idempotent sinks make that restart safe.
+    """
 
-    app.timer(5.0)(lag)
+    def __init__(self, role: str, stages: Sequence[StageRunner], stall_seconds: float) -> None:
+        self.role = role
+        self.stages = stages
+        self.stall_seconds = stall_seconds
+        self.last_progress = time.monotonic()
+        self.stalled = False
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def watch(self, app: faust.App, topics: Sequence[str]) -> None:
+        async def check() -> None:
+            consumer: Any = app.consumer
+            assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
+            try:
+                ends = await consumer.highwaters(*assigned) if assigned else {}
+            except Exception as exc:  # Kafka away: nothing to measure now
+                log.warning("%s: partition ends not known (%s)", self.role, exc)
+                return
+            totals: dict[str, int] = {}
+            for tp in assigned:
+                committed = consumer._committed_offset.get(tp)  # faust has no public getter
+                behind = ends.get(tp, 0) - (committed + 1 if committed is not None else 0)
+                totals[tp.topic] = totals.get(tp.topic, 0) + max(0, behind)
+            for name in topics:
+                stage = name.rsplit(".", 1)[-1]  # raw, readings, findings: a fixed list
+                metrics.KAFKA_LAG.labels(self.role, stage).set(totals.get(name, 0))
+            idle = time.monotonic() - self.last_progress
+            waiting = sum(totals.values())
+            if (waiting and idle > self.stall_seconds
+                    and not any(stage.retrying for stage in self.stages)):
+                log.error("%s: %d records wait and nothing was taken for %.0f s;"
+                          " stopping for a restart (faust-streaming/faust#523)",
+                          self.role, waiting, idle)
+                self.stalled = True
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        app.timer(5.0)(check)
 
 
 def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
-               feedback: MqttSource | None, clock: Clock = utc_now) -> faust.App:
+               feedback: MqttSource | None, watchdog: Watchdog,
+               clock: Clock = utc_now) -> faust.App:
     """`hemmon worker`: the ingest agent (by device) and the evaluate agent (by patient)."""
     app = _app(kafka.topics.worker_group, kafka)
     # the worker declares every topic it reads, the raw one too: a consumer that starts
@@ -303,6 +374,7 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
 
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         async for values in stream.take(kafka.batch_max, within=wait):
+            watchdog.progress()
             messages = []
             for value in values:
                 try:
@@ -313,10 +385,12 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
                     log.warning("unreadable record on the raw topic (%s)", exc)
                 messages.append(Message(topic, payload, received_at))
             done = await ingest_stage.run(partial(_ingest, messages=messages))
+            by_bucket: dict[bytes, list[tuple[str, Normalised]]] = defaultdict(list)
+            for patient, device, normalised in done.forward:
+                by_bucket[bucket(patient, kafka.partitions)].append((device, normalised))
             await _send_all(
-                [partial(readings.send, key=patient.encode(),
-                         value=readings_record(device, normalised))
-                 for patient, device, normalised in done.forward]
+                [partial(readings.send, key=key, value=readings_record(part))
+                 for key, part in by_bucket.items()]
                 + [partial(rejected.send, key=(j.device_id or j.topic).encode(),
                            value=dead_letter_record(j)) for j in done.rejections])
             metrics.KAFKA_RECORDS.labels("worker", "raw").inc(len(values))
@@ -325,12 +399,13 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
 
     async def evaluate(stream: faust.StreamT[bytes]) -> None:
         async for values in stream.take(kafka.batch_max, within=wait):
-            opened = [open_readings_record(v) for v in values]
+            watchdog.progress()
+            opened = [message for v in values for message in open_readings_record(v)]
             batch = [r for _, n in opened for r in n.readings]
             evaluation = await evaluate_stage.run(partial(_evaluate, readings=batch))
             await _send_all([
-                partial(findings.send, key=patient.encode(), value=findings_record(part))
-                for patient, part in split_by_patient(evaluation).items()
+                partial(findings.send, key=key, value=findings_record(part))
+                for key, part in split_by_bucket(evaluation, kafka.partitions).items()
             ])
             metrics.KAFKA_RECORDS.labels("worker", "readings").inc(len(values))
             by_reading = evaluation.by_reading()
@@ -343,7 +418,7 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
 
     app.agent(raw, name="hemmon.ingest")(ingest)
     app.agent(readings, name="hemmon.evaluate")(evaluate)
-    _watch_lag(app, "worker", (kafka.topics.raw, kafka.topics.readings))
+    watchdog.watch(app, (kafka.topics.raw, kafka.topics.readings))
     return app
 
 
@@ -378,7 +453,9 @@ def _ingest(pipeline: Pipeline, messages: list[Message]) -> IngestDone:
 def _evaluate(pipeline: Pipeline, readings: list[Reading]) -> Evaluation:
     snap = pipeline.snapshot()
     with pipeline.connection.transaction():
-        return pipeline.evaluate(snap, readings)
+        evaluation = pipeline.evaluate(snap, readings)
+    metrics.READINGS_EVALUATED.inc(len(readings))
+    return evaluation
 
 
 def _alert(pipeline: Pipeline, evaluation: Evaluation) -> int:
@@ -391,7 +468,7 @@ def _alert(pipeline: Pipeline, evaluation: Evaluation) -> int:
 
 
 def alerts_app(kafka: KafkaConfig, stage: StageRunner, sweeper: StageRunner,
-               sweep_seconds: float = 60.0) -> faust.App:
+               watchdog: Watchdog, sweep_seconds: float = 60.0) -> faust.App:
     """`hemmon alerts`: the alert lifecycle over the findings topic, and the time-driven
     sweeps (silent devices, missed measurements, escalations) on the group's leader only."""
     app = _app(kafka.topics.alerts_group, kafka)
@@ -401,6 +478,7 @@ def alerts_app(kafka: KafkaConfig, stage: StageRunner, sweeper: StageRunner,
 
     async def alert(stream: faust.StreamT[bytes]) -> None:
         async for values in stream.take(kafka.batch_max, within=wait):
+            watchdog.progress()
             evaluation = open_findings_records(values)
             await stage.run(partial(_alert, evaluation=evaluation))
             metrics.KAFKA_RECORDS.labels("alerts", "findings").inc(len(values))
@@ -415,5 +493,5 @@ def alerts_app(kafka: KafkaConfig, stage: StageRunner, sweeper: StageRunner,
 
     app.timer(sweep_seconds, on_leader=True)(sweep)
 
-    _watch_lag(app, "alerts", (kafka.topics.findings,))
+    watchdog.watch(app, (kafka.topics.findings,))
     return app

@@ -9,6 +9,7 @@ route): never a patient, a device or a topic.
 | hemmon_messages_received_total | counter | format | device messages taken from MQTT |
 | hemmon_readings_accepted_total | counter | type | new readings stored (duplicates excluded) |
 | hemmon_readings_duplicate_total | counter | | readings already stored (a redelivery) |
+| hemmon_readings_evaluated_total | counter | | readings the rules looked at (redeliveries too) |
 | hemmon_records_skipped_total | counter | format | well-formed records that are not readings |
 | hemmon_rejections_total | counter | reason | new rejections kept |
 | hemmon_alerts_opened_total | counter | level, route, category | alerts and notices opened |
@@ -48,6 +49,8 @@ MESSAGES_RECEIVED = Counter(
     "hemmon_messages_received", "Device messages taken from MQTT", ["format"]
 )
 READINGS_ACCEPTED = Counter("hemmon_readings_accepted", "New readings stored", ["type"])
+READINGS_EVALUATED = Counter("hemmon_readings_evaluated",
+                              "Readings the rules have looked at (redeliveries too)")
 READINGS_DUPLICATE = Counter("hemmon_readings_duplicate", "Readings that were already stored")
 RECORDS_SKIPPED = Counter(
     "hemmon_records_skipped", "Well-formed records that are not readings here", ["format"]

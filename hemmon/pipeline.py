@@ -285,6 +285,7 @@ class Pipeline:
             changes = self.alert(snap, evaluation, now)
         committed = self._clock()
         self.count_ingested(snap, ingested, committed)
+        metrics.READINGS_EVALUATED.inc(len(ingested.readings))
         self.count_alerts(changes, evaluation.received, committed)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         return [reply for m, n in ingested.results

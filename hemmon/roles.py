@@ -22,13 +22,15 @@ from hemmon.alerts.notify import WebhookNotifier
 from hemmon.ingest.mqtt import MqttSource
 
 from .db import open_pool
-from .distributed import KafkaConfig, StageRunner, Topics, alerts_app, worker_app
+from .distributed import KafkaConfig, StageRunner, Topics, Watchdog, alerts_app, worker_app
 from .notifier import NotifierThread
 from .pipeline import replay_rejection, utc_now
 from .service import check_port_free, role_app
 from .settings import Settings, SettingsError, mqtt_address
 
 log = logging.getLogger(__name__)
+STALLED = 3
+"""Exit code of a role its watchdog stopped: restart it."""
 
 
 def kafka_config(settings: Settings) -> KafkaConfig:
@@ -98,7 +100,8 @@ def run_worker(settings: Settings) -> int:
         for stage in stages:
             stage.open()
         feedback.start()
-        app = worker_app(kafka, stages, feedback)
+        watchdog = Watchdog("worker", stages, settings.stall_seconds)
+        app = worker_app(kafka, stages, feedback, watchdog)
         started = _started(app)
         server = _http_thread(role_app(lambda: started() and feedback.connected), settings)
         log.info("hemmon worker running: Kafka %s -> readings, findings", kafka.topics.raw)
@@ -109,7 +112,7 @@ def run_worker(settings: Settings) -> int:
         feedback.stop()
         for stage in stages:
             stage.close()
-    return 0
+    return STALLED if watchdog.stalled else 0
 
 
 def run_alerts(settings: Settings) -> int:
@@ -130,7 +133,8 @@ def run_alerts(settings: Settings) -> int:
         if (webhook := settings.webhook()) is not None:
             notifier = NotifierThread(url, WebhookNotifier(*webhook), utc_now)
             notifier.start()
-        app = alerts_app(kafka, stage, sweeper, sweep_seconds=settings.sweep_seconds)
+        watchdog = Watchdog("alerts", (stage,), settings.stall_seconds)
+        app = alerts_app(kafka, stage, sweeper, watchdog, sweep_seconds=settings.sweep_seconds)
         started = _started(app)
         opened = pool
 
@@ -155,4 +159,4 @@ def run_alerts(settings: Settings) -> int:
         sweeper.close()
         if pool is not None:
             pool.close()
-    return 0
+    return STALLED if watchdog.stalled else 0

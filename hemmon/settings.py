@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     worker_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
         "hemmon-worker")
     sweep_seconds: Annotated[float, Field(ge=1, le=3600)] = 60.0
+    stall_seconds: Annotated[float, Field(ge=5, le=3600)] = 60.0
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     secret_key: Annotated[SecretStr, Field(min_length=32)] | None = None

@@ -59,8 +59,10 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """A throw-away cluster: initdb as the postgres user when run as root, fsync off."""
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
+    """A throw-away cluster: initdb as the postgres user when run as root. Fast (fsync
+    and synchronous commit off: a crash may lose the last commits) unless `durable`, as
+    a test that crashes the server needs."""
     bin_dir = _postgres_bin()
     base = Path(tempfile.mkdtemp(prefix="hemmon-test-pg-"))
     os.chmod(base, 0o755)
@@ -74,8 +76,9 @@ def postgres_server() -> Iterator[PostgresServer]:
     subprocess.run([*run_as, str(bin_dir / "initdb"), "-D", str(data), "-A", "trust",
                     "-U", "postgres", "-E", "UTF8", "--no-sync"],
                    check=True, capture_output=True)
-    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-               " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
                     "-l", str(base / "log"), "-w", "start"], check=True, capture_output=True)
     control = (*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,

@@ -4,6 +4,7 @@ runner, and what both left in the database to compare."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,7 +81,7 @@ def outcome(database_url: str) -> Outcome:
                    int(twice[0] if twice else 0))
 
 
-def wait_for(database_url: str, expected: Outcome, timeout: float = 240.0) -> Outcome:
+def wait_for(database_url: str, expected: Outcome, timeout: float = 150.0) -> Outcome:
     """Until the run has left what `expected` holds (or the time is out: returns the last)."""
     deadline = time.monotonic() + timeout
     seen = outcome(database_url)
@@ -117,6 +118,7 @@ class Role:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample from /metrics; without labels, the sum over every label set."""
@@ -129,15 +131,21 @@ class Role:
 
 @dataclass
 class Cluster:
-    """Bridge, workers and alert service as subprocesses sharing one set of settings."""
+    """Bridge, workers and alert service as subprocesses sharing one set of settings, and
+    a supervisor that restarts a role that exits on its own (as compose's `restart:
+    unless-stopped` or Kubernetes would): a role's watchdog may stop it for a restart."""
 
     database_url: str
     mqtt: MqttAddress
     bootstrap: str
     logs: Path
     roles: dict[str, Role] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        threading.Thread(target=self._supervise, daemon=True).start()
         stem = f"t{uuid.uuid4().hex[:8]}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("HEMMON_")}
         self.env.update({
@@ -148,7 +156,7 @@ class Cluster:
             # a share group of its own: a stopped bridge's persistent session stays a member
             "HEMMON_BRIDGE_CLIENT_ID": f"{stem}-bridge", "HEMMON_BRIDGE_GROUP": stem,
             "HEMMON_SECRET_KEY": SECRET, "HEMMON_BATCH_WAIT_MS": "10",
-            "HEMMON_SWEEP_SECONDS": "3600",
+            "HEMMON_SWEEP_SECONDS": "3600", "HEMMON_STALL_SECONDS": "15",
         })
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -160,10 +168,26 @@ class Cluster:
                 [sys.executable, "-m", "hemmon.cli", command],
                 env={**self.env, "HEMMON_HTTP_PORT": str(port), **env},
                 stdout=out, stderr=subprocess.STDOUT)
-        role = Role(command, port, process, log)
-        self.roles[name] = role
+        role = Role(command, port, process, log, env)
+        with self._lock:
+            self.roles[name] = role
         self._wait_ready(name, role)
         return role
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(0.5):
+            with self._lock:
+                exited = [(name, role) for name, role in self.roles.items()
+                          if role.process.poll() is not None]
+                for name, _ in exited:
+                    del self.roles[name]
+            for name, role in exited:
+                self.restarts[name] = self.restarts.get(name, 0) + 1
+                with role.log.open("a") as out:
+                    out.write(f"=== supervisor: {name} exited ({role.process.returncode});"
+                              " restarting\n")
+                with contextlib.suppress(AssertionError):  # tried again on the next round
+                    self.start(name, role.command, **role.env)
 
     def _wait_ready(self, name: str, role: Role, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -182,12 +206,14 @@ class Cluster:
 
     def kill(self, name: str) -> None:
         """kill -9: no goodbye, nothing flushed, offsets and acknowledgements left as they are."""
-        role = self.roles.pop(name)
+        with self._lock:
+            role = self.roles.pop(name)
         role.process.send_signal(signal.SIGKILL)
         role.process.wait(10)
 
     def stop(self, name: str) -> None:
-        role = self.roles.pop(name)
+        with self._lock:
+            role = self.roles.pop(name)
         role.process.send_signal(signal.SIGTERM)
         try:
             role.process.wait(30)
@@ -196,6 +222,7 @@ class Cluster:
             role.process.wait(10)
 
     def stop_all(self) -> None:
+        self._closed.set()
         for name in list(self.roles):
             self.stop(name)
 

@@ -114,3 +114,18 @@ def test_the_exposed_set_is_not_vacuous() -> None:
     assert "hemmon_alerts_opened_total" in names
     assert "hemmon_reading_stored_seconds_bucket" in names
     assert "hemmon_no_such_metric_total" not in names
+
+
+def test_the_distributed_manifests_run_each_role_with_probes() -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "distributed.yaml").read_text()))
+    for doc in docs:
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    workloads = {d["metadata"]["name"]: d for d in docs
+                 if d["kind"] in ("Deployment", "StatefulSet")}
+    assert set(workloads) == {"hemmon-bridge", "hemmon-worker", "hemmon-alerts"}
+    assert workloads["hemmon-bridge"]["kind"] == "StatefulSet"  # a stable MQTT client id
+    for workload in workloads.values():
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        parser().parse_args(container["args"])  # a command hemmon really has
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from hemmon.distributed import (
     Topics,
+    bucket,
     dead_letter_record,
     findings_record,
     open_findings_records,
     open_readings_record,
     readings_record,
-    split_by_patient,
+    split_by_bucket,
 )
 from hemmon.ingest.model import (
     MeasurementType,
@@ -52,25 +53,29 @@ def test_topics_and_groups_follow_the_raw_topic() -> None:
     assert Topics("plain").readings == "plain.readings"
 
 
-def test_a_readings_record_gives_back_the_message() -> None:
-    normalised = Normalised(readings=(reading("p-1", 78.5), reading("p-1", 79.0, 1)),
-                            key="msg-1")
-    device, back = open_readings_record(readings_record("dev-p-1", normalised))
-    assert device == "dev-p-1"
-    assert back.readings == normalised.readings
-    assert back.key == "msg-1"
+def test_a_readings_record_gives_back_the_messages() -> None:
+    first = Normalised(readings=(reading("p-1", 78.5), reading("p-1", 79.0, 1)), key="msg-1")
+    second = Normalised(readings=(reading("p-2", 64.0),), key=None)
+    back = open_readings_record(readings_record([("dev-p-1", first), ("dev-p-2", second)]))
+    assert back == [("dev-p-1", first), ("dev-p-2", second)]
 
 
-def test_findings_records_split_by_patient_and_merge_back() -> None:
+def test_a_patient_always_lands_in_the_same_bucket() -> None:
+    assert bucket("p-1", 12) == bucket("p-1", 12)
+    assert {bucket(f"p-{i}", 12) for i in range(500)} == {f"b{i}".encode() for i in range(12)}
+
+
+def test_findings_records_split_by_bucket_and_merge_back() -> None:
     evaluation = Evaluation(
         findings=[finding("p-1", "k1"), finding("p-2", "k2")],
         clears=[("p-1", Clear("threshold:spo2", AT))],
         received={"k1": AT, "k2": AT + timedelta(seconds=1), "k3": AT},
     )
-    parts = split_by_patient(evaluation)
-    assert set(parts) == {"p-1", "p-2"}
-    assert parts["p-1"].clears == [("p-1", Clear("threshold:spo2", AT))]
-    assert parts["p-2"].received == {"k2": AT + timedelta(seconds=1)}
+    parts = split_by_bucket(evaluation, 1000)
+    one, two = bucket("p-1", 1000), bucket("p-2", 1000)
+    assert set(parts) == {one, two}
+    assert parts[one].clears == [("p-1", Clear("threshold:spo2", AT))]
+    assert parts[two].received == {"k2": AT + timedelta(seconds=1)}
     merged = open_findings_records(findings_record(p) for p in parts.values())
     assert sorted(merged.findings, key=lambda f: f.patient_id) == evaluation.findings
     assert merged.clears == evaluation.clears
