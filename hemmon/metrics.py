@@ -27,7 +27,7 @@ route): never a patient, a device or a topic.
 | hemmon_oldest_unacknowledged_alert_seconds | gauge | level, route | age of the oldest open alert |
 | hemmon_silent_devices | gauge | | devices not heard from within their expected interval |
 | hemmon_patients | gauge | | patients in the roster (read at scrape) |
-| hemmon_mqtt_connected | gauge | | 1 while the pipeline's MQTT client is connected |
+| hemmon_mqtt_connected | gauge | | 1 while the pipeline's (or bridge's) MQTT client is connected |
 | hemmon_bridge_messages_total | counter | | messages handed to Kafka, then acknowledged |
 | hemmon_bridge_failures_total | counter | | batches Kafka did not take (retried) |
 | hemmon_bridge_queue | gauge | | messages taken from MQTT, not yet in Kafka (read at scrape) |

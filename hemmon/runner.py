@@ -85,6 +85,7 @@ class EmbeddedRunner:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self.source.stop()
+        metrics.MQTT_CONNECTED.set(0)
         if self._conn is not None:
             self._conn.close()
 
@@ -108,7 +109,6 @@ class EmbeddedRunner:
             self._reconnect()
         except Exception:
             log.exception("device sweep failed")
-        metrics.MQTT_CONNECTED.set(0)
 
     def _process(self, batch: list[Incoming]) -> None:
         messages = [Message(m.topic, m.payload, m.received_at, m) for m in batch]

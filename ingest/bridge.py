@@ -109,6 +109,7 @@ class Bridge:
             ) from exc
         self.source.start()
         metrics.BRIDGE_QUEUE.set_function(self.source.messages.qsize)
+        metrics.MQTT_CONNECTED.set_function(lambda: 1 if self.source.connected else 0)
         self._thread.start()
 
     @property

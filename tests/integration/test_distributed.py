@@ -112,7 +112,10 @@ def test_same_readings_and_alerts_as_the_embedded_runner(
     alerts = cluster.roles["alerts"]
     assert alerts.metric("hemmon_kafka_records_total", role="alerts", stage="findings") > 0
     assert alerts.metric("hemmon_alerts_opened_total") == len(embedded.alerts)
-    assert cluster.roles["bridge"].metric("hemmon_bridge_messages_total") >= 5000
+    bridge = cluster.roles["bridge"]
+    assert bridge.metric("hemmon_bridge_messages_total") >= 5000
+    assert bridge.metric("hemmon_mqtt_connected") == 1
+    assert bridge.metric("hemmon_bridge_queue") == 0
 
 
 def test_kill_9_of_worker_bridge_and_alerts_mid_stream_changes_nothing(
