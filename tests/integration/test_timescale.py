@@ -94,9 +94,14 @@ def test_the_timescale_schema_on_a_real_timescaledb_engine(timescale: str) -> No
             "SELECT count(*) FROM _timescaledb_catalog.continuous_agg").fetchone()
         assert materialized == (2,)
 
-        chunks = [r[0] for r in conn.execute(
-            "SELECT show_chunks('readings', older_than => %s::timestamptz)",
-            (T0 + timedelta(days=14),))]
+        [(segments, order)] = conn.execute(
+            "SELECT string_agg(attname, ',') FILTER (WHERE segmentby_column_index"
+            " IS NOT NULL), string_agg(attname, ',' ORDER BY orderby_column_index)"
+            " FILTER (WHERE orderby_column_index IS NOT NULL)"
+            " FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'readings'").fetchall()
+        assert (segments, order) == ("patient_id", "type,measured_at")
+        chunks = [r[0] for r in conn.execute("SELECT show_chunks('readings')")]
         assert chunks
         for chunk in chunks:
             conn.execute("SELECT compress_chunk(%s::regclass)", (chunk,))
