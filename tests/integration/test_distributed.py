@@ -19,7 +19,7 @@ from hemmon.simulator import roster_for
 
 from ..services import Kafka, PostgresServer, kafka, mosquitto, postgres_server
 from .cluster import PATIENTS, READINGS, Cluster, Outcome, outcome, publish, wait_for
-from .harness import running_service, wait_until
+from .harness import Device, running_service, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "distributed"
 
@@ -173,3 +173,40 @@ def test_two_workers_share_the_partitions_and_one_takes_over(
     seen = wait_for(cluster.database_url, embedded)
     assert_same(seen, embedded, cluster)
     assert any("body_weight" in rule for _, rule, _, _ in seen.alerts)
+
+
+def test_bad_input_is_kept_in_the_table_and_the_dead_letter_topic(
+        cluster: Cluster, mqtt: MqttAddress, kafka_broker: Kafka) -> None:
+    import asyncio
+    import base64
+    import json
+
+    from aiokafka import AIOKafkaConsumer
+
+    cluster.start_all()
+    device, stranger = Device(mqtt, PATIENTS[0].device_id), Device(mqtt, "dist-d-unknown")
+    try:
+        device.publish(b"{not json")
+        assert device.next_feedback(timeout=60)["status"] == "rejected"
+        stranger.publish(b'{"schema": "hemmon.reading/1"}')
+        wait_until(lambda: outcome(cluster.database_url).rejections == 2, timeout=60,
+                   what="both rejections in the table")
+    finally:
+        device.close()
+        stranger.close()
+
+    async def dead_letters() -> list[dict[str, str]]:
+        consumer = AIOKafkaConsumer(cluster.env["HEMMON_KAFKA_TOPIC"].replace(".raw",
+                                                                             ".rejected"),
+                                    bootstrap_servers=kafka_broker.bootstrap,
+                                    group_id=None, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            batches = await consumer.getmany(timeout_ms=5000)
+        finally:
+            await consumer.stop()
+        return [json.loads(r.value) for records in batches.values() for r in records]
+
+    letters = asyncio.run(dead_letters())
+    assert {letter["reason"] for letter in letters} == {"not_json", "unknown_device"}
+    assert b"{not json" in {base64.b64decode(letter["payload"]) for letter in letters}
