@@ -435,8 +435,15 @@ class IngestDone:
 
 def _ingest(pipeline: Pipeline, messages: list[Message]) -> IngestDone:
     snap = pipeline.snapshot()
-    with pipeline.connection.transaction():
-        ingested = pipeline.ingest(snap, messages)
+    try:
+        with pipeline.connection.transaction():
+            ingested = pipeline.ingest(snap, messages)
+    except psycopg.OperationalError:
+        raise  # the database is away: the whole batch is retried
+    except Exception:
+        # a message the database or a bug refuses: the rest go through, it is kept
+        log.exception("a batch of %d failed; storing message by message", len(messages))
+        ingested = pipeline.ingest_isolating(snap, messages)
     pipeline.count_ingested(snap, ingested, pipeline.now())
     forward = []
     replies = []

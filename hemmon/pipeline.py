@@ -398,16 +398,41 @@ class Pipeline:
             except psycopg.OperationalError:
                 raise
             except Exception as exc:
-                log.exception("a message could not be processed; kept as a rejection")
-                rejection = Rejection(
-                    reason=RejectReason.SCHEMA_INVALID,
-                    detail=f"could not be processed ({type(exc).__name__}); kept for replay",
-                    topic=message.topic, raw=message.payload, received_at=message.received_at,
-                )
-                with self._conn.transaction():
-                    if store_rejections(self._conn, [rejection]):
-                        metrics.REJECTIONS.labels(rejection.reason.value).inc()
+                self._keep_unprocessable(message, exc)
         return replies
+
+    def ingest_isolating(self, snap: RosterSnapshot, messages: Sequence[Message]) -> Ingested:
+        """`ingest`, one message per transaction (the distributed runner's fallback when a
+        batch fails): a message the database or a bug refuses is kept as a rejection."""
+        parts: list[Ingested] = []
+        kept: list[Rejection] = []
+        for message in messages:
+            try:
+                with self._conn.transaction():
+                    parts.append(self.ingest(snap, [message]))
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:
+                kept.append(self._keep_unprocessable(message, exc))
+        return Ingested(
+            results=[r for part in parts for r in part.results],
+            topics={k: v for part in parts for k, v in part.topics.items()},
+            readings=[r for part in parts for r in part.readings],
+            new={i for part in parts for i in part.new},
+            rejections=[j for part in parts for j in part.rejections] + kept,
+            new_rejections=[j for part in parts for j in part.new_rejections])
+
+    def _keep_unprocessable(self, message: Message, exc: Exception) -> Rejection:
+        log.exception("a message could not be processed; kept as a rejection")
+        rejection = Rejection(
+            reason=RejectReason.SCHEMA_INVALID,
+            detail=f"could not be processed ({type(exc).__name__}); kept for replay",
+            topic=message.topic, raw=message.payload, received_at=message.received_at,
+        )
+        with self._conn.transaction():
+            if store_rejections(self._conn, [rejection]):
+                metrics.REJECTIONS.labels(rejection.reason.value).inc()
+        return rejection
 
 
 def reading_key(reading: Reading) -> str:

@@ -210,3 +210,33 @@ def test_bad_input_is_kept_in_the_table_and_the_dead_letter_topic(
     letters = asyncio.run(dead_letters())
     assert {letter["reason"] for letter in letters} == {"not_json", "unknown_device"}
     assert b"{not json" in {base64.b64decode(letter["payload"]) for letter in letters}
+
+
+def test_a_message_the_database_refuses_is_kept_and_its_batch_goes_through(
+        cluster: Cluster, mqtt: MqttAddress) -> None:
+    import json
+
+    with psycopg.connect(cluster.database_url) as conn:  # an operator's constraint, say
+        conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$"
+                     " BEGIN IF NEW.message_key = 'poison' THEN"
+                     " RAISE EXCEPTION 'refused by the database'; END IF; RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON readings"
+                     " FOR EACH ROW EXECUTE FUNCTION refuse()")
+    cluster.start_all()
+    device = Device(mqtt, PATIENTS[0].device_id)
+    try:
+        for key in ("good-1", "poison", "good-2"):  # one batch, most likely
+            device.publish({"schema": "hemmon.reading/1", "message_id": key,
+                            "measured_at": datetime.now(UTC).isoformat(),
+                            "measurements": [{"type": "heart_rate", "value": 70,
+                                              "unit": "/min"}]})
+        wait_until(lambda: outcome(cluster.database_url).readings == 2, timeout=60,
+                   what="the two good readings")
+        wait_until(lambda: outcome(cluster.database_url).rejections == 1, timeout=30,
+                   what="the refused message kept")
+    finally:
+        device.close()
+    with psycopg.connect(cluster.database_url) as conn:
+        [(detail, raw)] = conn.execute("SELECT detail, raw FROM rejections").fetchall()
+    assert "could not be processed" in detail
+    assert json.loads(bytes(raw))["message_id"] == "poison"
