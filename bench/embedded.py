@@ -34,8 +34,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hemmon.db import migrate
 from hemmon.roster import RosterFile, load_roster
-from hemmon.simulator import roster_for, virtual_patients
-from tests.services import free_port, mosquitto, postgres_server
+from hemmon.simulator import VirtualPatient, roster_for, virtual_patients
+from tests.services import PostgresServer, free_port, mosquitto, postgres_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = (  # (readings in the message, measurements)
@@ -272,14 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     latency_seconds = 5.0 if args.quick else 20.0
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine()}
     with postgres_server() as pg, mosquitto() as broker:
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        url = pg.url("bench")
-        migrate(url)
-        patients = virtual_patients(args.patients, prefix="bench")
-        with psycopg.connect(url) as conn:
-            load_roster(conn, RosterFile.model_validate(roster_for(patients)), actor="bench",
-                        reason="benchmark", now=datetime.now(UTC))
+        url, patients = bench_database(pg, args.patients)
         devices = [p.device_id for p in patients]
         results["ceiling_broker_messages_per_s"] = broker_ceiling(broker.port, ceiling_messages)
         results["ceiling_copy_readings_per_s"] = copy_ceiling(url, messages * 2)
@@ -296,11 +289,34 @@ def main(argv: list[str] | None = None) -> int:
         "ceiling_broker_messages_per_s"]
     results["ratio_to_copy"] = embedded["readings_per_s"] / results["ceiling_copy_readings_per_s"]
     report(results)
+    write_results("embedded", results)
+    return 0
+
+
+def bench_database(pg: PostgresServer, patients: int) -> tuple[str, list[VirtualPatient]]:
+    """A migrated database "bench" with a roster of virtual patients."""
+    with psycopg.connect(pg.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE bench")
+    url = pg.url("bench")
+    migrate(url)
+    virtual = virtual_patients(patients, prefix="bench")
+    with psycopg.connect(url) as conn:
+        load_roster(conn, RosterFile.model_validate(roster_for(virtual)), actor="bench",
+                    reason="benchmark", now=datetime.now(UTC))
+    return url, virtual
+
+
+def print_table(rows: list[tuple[str, str]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+def write_results(name: str, results: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"embedded-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwritten {out}")
-    return 0
 
 
 def report(r: dict[str, Any]) -> None:
@@ -324,9 +340,7 @@ def report(r: dict[str, Any]) -> None:
          f" ({lat['alerts_measured']} alerts)"),
         ("peak RSS of hemmon run", f"{r['peak_rss_mb']:.0f} MB"),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.embedded import (
     KINDS,
-    RESULTS,
     _ready,
+    bench_database,
     broker_ceiling,
     client,
     copy_ceiling,
@@ -42,13 +42,12 @@ from bench.embedded import (
     machine,
     message,
     peak_rss_mb,
+    print_table,
     publish_parallel,
     wait_for,
+    write_results,
 )
-from hemmon.db import migrate
-from hemmon.roster import RosterFile, load_roster
 from hemmon.service import free_port
-from hemmon.simulator import roster_for, virtual_patients
 from tests.services import kafka, mosquitto, postgres_server
 
 PARTITIONS = 4
@@ -286,14 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine(),
                                "workers": WORKERS, "partitions": PARTITIONS}
     with postgres_server() as pg, mosquitto() as broker, kafka() as kafka_broker:
-        with psycopg.connect(pg.url(), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench")
-        url = pg.url("bench")
-        migrate(url)
-        patients = virtual_patients(args.patients, prefix="bench")
-        with psycopg.connect(url) as conn:
-            load_roster(conn, RosterFile.model_validate(roster_for(patients)), actor="bench",
-                        reason="benchmark", now=datetime.now(UTC))
+        url, patients = bench_database(pg, args.patients)
         half = len(patients) // 2
         devices = [p.device_id for p in patients[:half]]
         # red SpO2 opens an alert only where the group's rules watch SpO2
@@ -317,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     results["ratio_to_copy"] = path["readings_per_s"] / results["ceiling_copy_readings_per_s"]
     results["ratio_to_kafka"] = path["messages_per_s"] / results["ceiling_kafka_records_per_s"]
     report(results)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"kafka-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {out}")
+    write_results("kafka", results)
     return 0
 
 
@@ -352,9 +341,7 @@ def report(r: dict[str, Any]) -> None:
         ("peak RSS per role", ", ".join(f"{name} {mb:.0f} MB"
                                        for name, mb in r["peak_rss_mb"].items())),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_table(rows)
 
 
 if __name__ == "__main__":

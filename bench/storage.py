@@ -12,7 +12,6 @@ them. Then every chunk is compressed and measured (table, indexes and TOAST).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from bench.embedded import RESULTS, machine
+from bench.embedded import machine, print_table, write_results
 from hemmon.db import migrate
 from hemmon.service import free_port, wait_for_port
 
@@ -102,13 +101,8 @@ def main(argv: list[str] | None = None) -> int:
          f" TOAST {result['toast_bytes']:,} bytes)"),
         ("  ratio to uncompressed", f"{result['bytes_after'] / result['bytes_before']:.3f}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"storage-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(f"\nwritten {out}")
+    print_table(rows)
+    write_results("storage", result)
     return 0
 
 

@@ -39,6 +39,21 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
         ) from exc
 
 
+def connect_with_schema(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection for a pipeline: fails at start, naming the setting, when the database
+    is unreachable or has no hemmon schema."""
+    conn = connect(url)
+    try:
+        conn.execute("SELECT 1 FROM roster_revision")
+        conn.commit()
+    except psycopg.errors.UndefinedTable as exc:
+        conn.close()
+        raise SettingsError(
+            "the database at HEMMON_DATABASE_URL has no hemmon schema: run `hemmon migrate`"
+        ) from exc
+    return conn
+
+
 def open_pool(url: str, *, max_size: int = 8) -> ConnectionPool:
     """A pool, opened and checked: fails at start, naming the setting, when unreachable."""
     connect(url).close()

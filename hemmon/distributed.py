@@ -61,9 +61,8 @@ from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
 
 from . import metrics
-from .db import DatabaseUnavailable, connect
+from .db import DatabaseUnavailable, connect_with_schema
 from .pipeline import Clock, Evaluation, Message, Pipeline, reading_key, utc_now
-from .settings import SettingsError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -203,14 +202,7 @@ class StageRunner:
         self._executor.submit(self._open).result()
 
     def _open(self) -> None:
-        conn = connect(self._database_url)
-        try:
-            conn.execute("SELECT 1 FROM roster_revision")
-            conn.commit()
-        except psycopg.errors.UndefinedTable as exc:
-            conn.close()
-            raise SettingsError("the database at HEMMON_DATABASE_URL has no hemmon schema:"
-                                " run `hemmon migrate`") from exc
+        conn = connect_with_schema(self._database_url)
         self._conn = conn
         self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after)
 

@@ -21,7 +21,7 @@ from hemmon.ingest.mqtt import Incoming, MqttSource
 from hemmon.ingest.topics import feedback_topic
 
 from . import metrics
-from .db import DatabaseUnavailable, connect
+from .db import DatabaseUnavailable, connect_with_schema
 from .pipeline import Clock, Message, Pipeline, utc_now
 from .settings import MqttAddress, SettingsError
 
@@ -64,15 +64,7 @@ class EmbeddedRunner:
         self._thread.start()
 
     def _open_database(self) -> None:
-        conn = connect(self._database_url)
-        try:
-            conn.execute("SELECT 1 FROM roster_revision")
-            conn.commit()
-        except psycopg.errors.UndefinedTable as exc:
-            conn.close()
-            raise SettingsError(
-                "the database at HEMMON_DATABASE_URL has no hemmon schema: run `hemmon migrate`"
-            ) from exc
+        conn = connect_with_schema(self._database_url)
         self._conn = conn
         self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after)
 
