@@ -197,6 +197,41 @@ def throughput(url: str, port: int, devices: list[str], messages: int,
             "publish_seconds": published - started}
 
 
+def paced(port: int, readings_per_s: float, seconds: float, first_index: int,
+          publish_one: Callable[[mqtt.Client, int], bool],
+          on_feedback: Callable[[str, float], None], settle: float = 2.0) -> None:
+    """Publish at a fixed rate of readings for `seconds`: `publish_one(client, index)`
+    sends message `index` (False: stop early); `on_feedback(message_id, arrival)` hears
+    every device feedback. Waits `settle` seconds for the last answers."""
+    sub = client(port, "bench-feedback")
+    sub.on_message = lambda _c, _u, msg: on_feedback(json.loads(msg.payload)["message_id"],
+                                                     time.perf_counter())
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("hemmon/v1/devices/+/feedback", qos=1)
+    sub.loop_start()
+    pub = client(port, "bench-rate")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    time.sleep(0.5)
+    interval = sum(k[0] for k in KINDS) / len(KINDS) / readings_per_s
+    started = time.perf_counter()
+    index = first_index
+    while time.perf_counter() - started < seconds:
+        if not publish_one(pub, index):
+            break
+        index += 1
+        delay = started + (index - first_index) * interval - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(settle)
+    sub.loop_stop()
+    pub.loop_stop()
+
+
+def percentile_ms(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
+
+
 def latency(port: int, devices: list[str], readings_per_s: float, seconds: float,
             red_every: int = 50) -> dict[str, float]:
     """Publish at a fixed rate; time from publish to the device's feedback (sent after the
@@ -207,48 +242,26 @@ def latency(port: int, devices: list[str], readings_per_s: float, seconds: float
     alerted: list[float] = []
     lock = threading.Lock()
 
-    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        now = time.perf_counter()
-        key = json.loads(msg.payload)["message_id"]
+    def on_feedback(key: str, now: float) -> None:
         with lock:
             if key in sent:
                 at, red = sent.pop(key)
                 (alerted if red else stored).append(now - at)
 
-    sub = client(port, "bench-feedback")
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", port)
-    sub.subscribe("hemmon/v1/devices/+/feedback", qos=1)
-    sub.loop_start()
-    pub = client(port, "bench-rate")
-    pub.connect("127.0.0.1", port)
-    pub.loop_start()
-    time.sleep(0.5)
-    per_message = sum(k[0] for k in KINDS) / len(KINDS)
-    interval = per_message / readings_per_s
-    started = time.perf_counter()
-    index = 10_000_000
-    while time.perf_counter() - started < seconds:
+    def publish_one(pub: mqtt.Client, index: int) -> bool:
         red = index % red_every == 0
         _, body = message(index, red=red)
-        key = json.loads(body)["message_id"]
         with lock:
-            sent[key] = (time.perf_counter(), red)
+            sent[f"m-{index}"] = (time.perf_counter(), red)
         pub.publish(f"hemmon/v1/devices/{devices[index % len(devices)]}/readings", body, qos=1)
-        index += 1
-        delay = started + (index - 10_000_000) * interval - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-    time.sleep(2)
-    sub.loop_stop()
-    pub.loop_stop()
+        return True
 
-    def pct(values: list[float], q: float) -> float:
-        return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
-
+    paced(port, readings_per_s, seconds, 10_000_000, publish_one, on_feedback)
     return {"rate_readings_per_s": readings_per_s, "seconds": seconds,
-            "stored_p50_ms": pct(stored, 50), "stored_p99_ms": pct(stored, 99),
-            "alert_p50_ms": pct(alerted, 50), "alert_p99_ms": pct(alerted, 99),
+            "stored_p50_ms": percentile_ms(stored, 50),
+            "stored_p99_ms": percentile_ms(stored, 99),
+            "alert_p50_ms": percentile_ms(alerted, 50),
+            "alert_p99_ms": percentile_ms(alerted, 99),
             "alerts_measured": len(alerted), "lost_feedback": len(sent)}
 
 

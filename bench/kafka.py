@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -32,23 +30,23 @@ import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.embedded import (
-    KINDS,
     _ready,
     bench_database,
     broker_ceiling,
-    client,
     copy_ceiling,
     count_readings,
     machine,
     message,
+    paced,
     peak_rss_mb,
+    percentile_ms,
     print_table,
     publish_parallel,
     wait_for,
     write_results,
 )
 from hemmon.service import free_port
-from tests.services import kafka, mosquitto, postgres_server
+from tests.services import kafka, metric_value, mosquitto, postgres_server
 
 PARTITIONS = 4
 WORKERS = 2
@@ -107,14 +105,9 @@ class Roles:
         wait_for(lambda: _ready(port), timeout=120, poll=0.2)
 
     def metric(self, name: str, **labels: str) -> float:
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        start = f"{name}{{{wanted}}} " if labels else f"{name} "
-        total = 0.0
-        for _, port in self.processes.values():
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            total += sum(float(line.split()[-1]) for line in text.splitlines()
-                         if line.startswith(start))
-        return total
+        """A metric summed over every role."""
+        return sum(metric_value(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+                                name, **labels) for _, port in self.processes.values())
 
     def stop(self) -> None:
         """Stop every role, keeping each one's peak RSS (MB) in `peaks`."""
@@ -203,58 +196,36 @@ def latency(url: str, port: int, devices: list[str], red_devices: list[str],
     sent: dict[str, float] = {}
     stored: list[float] = []
     red_sent: dict[str, float] = {}
+    reds = iter(red_devices)
 
-    def on_message(_c: Any, _u: Any, msg: Any) -> None:
-        now = time.perf_counter()
-        key = json.loads(msg.payload)["message_id"]
+    def on_feedback(key: str, now: float) -> None:
         if key in sent:
             stored.append(now - sent.pop(key))
 
-    sub = client(port, "bench-feedback")
-    sub.on_message = on_message
-    sub.connect("127.0.0.1", port)
-    sub.subscribe("hemmon/v1/devices/+/feedback", qos=1)
-    sub.loop_start()
-    pub = client(port, "bench-rate")
-    pub.connect("127.0.0.1", port)
-    pub.loop_start()
-    time.sleep(0.5)
-    per_message = sum(k[0] for k in KINDS) / len(KINDS)
-    interval = per_message / readings_per_s
-    started = time.perf_counter()
-    index = 20_000_000
-    reds = iter(red_devices)
-    while time.perf_counter() - started < seconds:
+    def publish_one(pub: Any, index: int) -> bool:
         red = index % red_every == 0
         _, body = message(index, red=red)
-        key = json.loads(body)["message_id"]
         device = next(reds, None) if red else devices[index % len(devices)]
         if device is None:
-            break
+            return False
         if red:
             red_sent[device] = time.time()
         else:
-            sent[key] = time.perf_counter()
+            sent[f"m-{index}"] = time.perf_counter()
         pub.publish(f"hemmon/v1/devices/{device}/readings", body, qos=1)
-        index += 1
-        delay = started + (index - 20_000_000) * interval - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-    time.sleep(5)
-    sub.loop_stop()
-    pub.loop_stop()
+        return True
+
+    paced(port, readings_per_s, seconds, 20_000_000, publish_one, on_feedback, settle=5.0)
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT d.id, a.opened_at FROM alerts a JOIN devices d USING (patient_id)"
             " WHERE d.id = ANY(%s)", (list(red_sent),)).fetchall()
     alerted = [r[1].timestamp() - red_sent[r[0]] for r in rows]
-
-    def pct(values: list[float], q: int) -> float:
-        return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else 0.0
-
     return {"rate_readings_per_s": readings_per_s, "seconds": seconds,
-            "stored_p50_ms": pct(stored, 50), "stored_p99_ms": pct(stored, 99),
-            "alert_p50_ms": pct(alerted, 50), "alert_p99_ms": pct(alerted, 99),
+            "stored_p50_ms": percentile_ms(stored, 50),
+            "stored_p99_ms": percentile_ms(stored, 99),
+            "alert_p50_ms": percentile_ms(alerted, 50),
+            "alert_p99_ms": percentile_ms(alerted, 99),
             "alerts_measured": len(alerted), "alerts_missing": len(red_sent) - len(alerted),
             "lost_feedback": len(sent)}
 

@@ -23,6 +23,16 @@ import pytest
 from hemmon.service import free_port, wait_for_port
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called `name` (e.g. `hemmon_x_total`) in a /metrics page whose
+    labels include `labels`; 0 when there are none."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
 def require(binary: str, hint: str, *, also: tuple[str, ...] = ()) -> str:
     """The path of a program the tests need; a clear failure (never a skip) without it."""
     found = shutil.which(binary) or next(

@@ -25,6 +25,7 @@ from hemmon.service import free_port
 from hemmon.settings import MqttAddress
 from hemmon.simulator import Publisher, VirtualPatient, schedule, virtual_patients
 
+from ..services import metric_value
 from .harness import SECRET
 
 # 200 patients, 25 sessions each, 50 minutes apart, all within the last day (findings on
@@ -122,11 +123,8 @@ class Role:
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample from /metrics; without labels, the sum over every label set."""
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        starts = (f"{name}{{{wanted}}} ",) if labels else (f"{name} ", f"{name}{{")
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
-        return sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith(starts))
+        return metric_value(text, name, **labels)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from hemmon.alerts.access import Principal, create_token
 from hemmon.service import Service, ServiceConfig
 from hemmon.settings import MqttAddress
 
-from ..services import free_port
+from ..services import free_port, metric_value
 
 SECRET = "test-secret-key-0123456789-abcdefghij"
 
@@ -60,12 +60,7 @@ class Running:
 
     def metric(self, name: str, **labels: str) -> float:
         """A sample's value from /metrics (0 when absent)."""
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        line_start = f"{name}{{{wanted}}} " if labels else f"{name} "
-        for line in self.http.get("/metrics").text.splitlines():
-            if line.startswith(line_start):
-                return float(line.split()[-1])
-        return 0.0
+        return metric_value(self.http.get("/metrics").text, name, **labels)
 
 
 @contextmanager
