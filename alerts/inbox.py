@@ -139,6 +139,12 @@ def create_app(
     def page() -> str:
         return (resources.files("hemmon.alerts") / "web" / "inbox.html").read_text("utf-8")
 
+    @app.get("/inbox.js")
+    def script() -> Response:
+        # the page's script is a file of its own, so that a CSP can forbid inline script
+        text = (resources.files("hemmon.alerts") / "web" / "inbox.js").read_text("utf-8")
+        return Response(text, media_type="text/javascript; charset=utf-8")
+
     @app.get("/api/v1/me")
     def me(caller: Caller) -> dict[str, Any]:
         return {"user": caller.user, "role": caller.role, "unit": caller.unit_id,
