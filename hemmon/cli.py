@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .roster import RosterError
+from .errors import Unavailable
 from .settings import Settings, SettingsError, load_settings, mqtt_address
 
 log = logging.getLogger("hemmon")
@@ -103,6 +103,7 @@ def _run(settings: Settings) -> int:
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         escalate_after=timedelta(minutes=settings.escalate_after_minutes),
+        zone=settings.zone,
         webhook=settings.webhook(),
     ))
     service.start()
@@ -300,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _report(settings, args)
             case _:
                 raise AssertionError(args.command)
-    except (SettingsError, RosterError) as exc:
+    except (SettingsError, Unavailable) as exc:
+        # a bad setting, or a service it names that cannot be reached at start
         print(f"hemmon: {exc}", file=sys.stderr)
         return 2
     except ConnectionError as exc:

@@ -22,7 +22,7 @@ from hemmon.ingest.model import (
     RejectReason,
     SourceFormat,
 )
-from hemmon.pipeline import Evaluation
+from hemmon.core import Evaluation
 from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import Level
