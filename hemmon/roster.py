@@ -109,11 +109,11 @@ def read_roster(path: Path) -> RosterFile:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in error["loc"])
         raise RosterError(f"{path}: {where}: {error['msg']}") from exc
-    _check_references(roster)
+    check_references(roster)
     return roster
 
 
-def _check_references(roster: RosterFile) -> None:
+def check_references(roster: RosterFile) -> None:
     units = {u.id for u in roster.units}
     teams = {t.id for t in roster.teams}
     clinicians = {c.id for c in roster.clinicians}
