@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +94,18 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings) -> int:
+    pipelines = settings.pipeline_processes
+    with tempfile.TemporaryDirectory(prefix="hemmon-metrics-") as shared:
+        if pipelines and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            # every process's metrics summed at /metrics; this must be set before the
+            # first metric exists, in this process and (inherited) in the pipelines
+            if "hemmon.metrics" in sys.modules:
+                raise AssertionError("hemmon.metrics was imported before `hemmon run` began")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        return _serve(settings, pipelines)
+
+
+def _serve(settings: Settings, pipelines: int) -> int:
     from .service import Service, ServiceConfig
 
     service = Service(ServiceConfig(
@@ -104,6 +118,9 @@ def _run(settings: Settings) -> int:
         batch_wait_ms=settings.batch_wait_ms,
         escalate_after=timedelta(minutes=settings.escalate_after_minutes),
         zone=settings.zone,
+        pipelines=pipelines,
+        client_id=settings.mqtt_client_id,
+        log_level=settings.log_level,
         webhook=settings.webhook(),
     ))
     service.start()

@@ -40,6 +40,10 @@ class ServiceConfig:
     clock: Clock = field(default=utc_now)
     sweep_seconds: float = 60.0
     escalate_after: timedelta = timedelta(minutes=30)
+    pipelines: int = 0
+    """Pipeline processes (0: the pipeline runs in this process, as tests with a clock
+    need)."""
+    log_level: str = "INFO"
     zone: ZoneInfo = STOCKHOLM
     """HEMMON_TIMEZONE: office hours, care-plan deadlines and local times in texts."""
     webhook: tuple[str, str] | None = None
@@ -101,6 +105,7 @@ class Service:
             batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
             client_id=config.client_id, clock=config.clock, sweep_seconds=config.sweep_seconds,
             escalate_after=config.escalate_after, zone=config.zone,
+            pipelines=config.pipelines, log_level=config.log_level,
         )
         self.notifier: NotifierThread | None = None
         if config.webhook is not None:

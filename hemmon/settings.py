@@ -6,6 +6,7 @@ any password hidden); the CLI prints it and exits 2. Tests pass a dict.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     mqtt_url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")] = "hemmon.raw"
+    mqtt_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
+        "hemmon-embedded")
+    """`hemmon run`'s MQTT client id: its persistent session (what is not acknowledged
+    waits there for the next start)."""
     bridge_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
         "hemmon-bridge")
     bridge_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "hemmon-bridge"
@@ -71,6 +76,9 @@ class Settings(BaseSettings):
     webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
     webhook_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
     escalate_after_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    pipelines: Annotated[int, Field(ge=0, le=64)] | None = None
+    """`hemmon run`'s pipeline processes (0: in the receiving process); default: one
+    fewer than the machine's cores, at least one."""
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     log_level: str = "INFO"
@@ -95,6 +103,12 @@ class Settings(BaseSettings):
             missing = "HEMMON_WEBHOOK_SECRET" if self.webhook_url else "HEMMON_WEBHOOK_URL"
             raise SettingsError(f"{missing} is not set: the webhook needs a URL and a secret")
         return self.webhook_url, self.webhook_secret.get_secret_value()
+
+    @property
+    def pipeline_processes(self) -> int:
+        if self.pipelines is not None:
+            return self.pipelines
+        return max(1, (os.cpu_count() or 2) - 1)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -240,3 +240,49 @@ def test_a_message_the_database_refuses_is_kept_and_its_batch_goes_through(
         [(detail, raw)] = conn.execute("SELECT detail, raw FROM rejections").fetchall()
     assert "could not be processed" in detail
     assert json.loads(bytes(raw))["message_id"] == "poison"
+
+
+# -- `hemmon run` with pipeline processes: the same readings and alerts -------------------
+
+@pytest.fixture
+def embedded_run(roster_url: str, mqtt: MqttAddress,
+                 request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """`hemmon run` as an operator runs it, with two pipeline processes (no Kafka)."""
+    running = Cluster(roster_url, mqtt, "127.0.0.1:1", ARTIFACTS / request.node.name)
+    running.env.update({"HEMMON_PIPELINES": "2",
+                        "HEMMON_MQTT_CLIENT_ID": f"run-{uuid.uuid4().hex[:6]}"})
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def pipeline_processes(role_pid: int) -> list[int]:
+    """The pipeline processes `hemmon run` spawned (not multiprocessing's helper)."""
+    children = Path(f"/proc/{role_pid}/task/{role_pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_hemmon_run_with_pipeline_processes_loses_and_doubles_nothing_across_kill_9(
+        embedded_run: Cluster, mqtt: MqttAddress, embedded: Outcome) -> None:
+    import os
+    import signal
+
+    run = embedded_run.start("run", "run")
+    assert len(pipeline_processes(run.process.pid)) == 2
+
+    def kill_a_pipeline() -> None:
+        os.kill(pipeline_processes(embedded_run.roles["run"].process.pid)[0], signal.SIGKILL)
+
+    def kill_the_receiver() -> None:
+        embedded_run.kill("run")
+        embedded_run.start("run", "run")
+
+    publish(mqtt, rate=400, at={0.3: kill_a_pipeline, 0.6: kill_the_receiver})
+    assert_same(wait_for(embedded_run.database_url, embedded), embedded, embedded_run)
+    run = embedded_run.roles["run"]
+    assert len(pipeline_processes(run.process.pid)) == 2
+    # every process's metrics, summed (prometheus_client's multiprocess mode)
+    assert run.metric("hemmon_readings_evaluated_total") > 0
+    assert run.metric("hemmon_mqtt_connected") == 1
