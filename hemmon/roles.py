@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from hemmon.alerts.notify import WebhookNotifier
+from hemmon.ingest.bridge import KafkaUnavailable
 from hemmon.ingest.mqtt import MqttSource
 
 from .db import open_pool
@@ -26,7 +27,7 @@ from .distributed import KafkaConfig, StageRunner, Topics, Watchdog, alerts_app,
 from .notifier import NotifierThread
 from .pipeline import replay_rejection, utc_now
 from .service import check_port_free, role_app
-from .settings import Settings, SettingsError, mqtt_address
+from .settings import Settings, mqtt_address
 
 log = logging.getLogger(__name__)
 STALLED = 3
@@ -54,7 +55,7 @@ def check_kafka(bootstrap: str) -> None:
     try:
         asyncio.run(asyncio.wait_for(probe(), 20))
     except (KafkaError, OSError, TimeoutError) as exc:
-        raise SettingsError(
+        raise KafkaUnavailable(
             f"cannot reach Kafka at HEMMON_KAFKA_BOOTSTRAP ({bootstrap}): {exc}") from exc
 
 

@@ -43,6 +43,8 @@ def hemmon(*args: str, env: dict[str, str] | None = None,
           "HEMMON_TIMEZONE": "Mars/Olympus"}, "HEMMON_TIMEZONE"),
         ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
           "HEMMON_MQTT_URL": "http://broker"}, "HEMMON_MQTT_URL"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
+          "HEMMON_PIPELINES": "many"}, "HEMMON_PIPELINES"),
     ],
 )
 def test_a_bad_setting_stops_run_at_start_naming_it(env: dict[str, str], named: str) -> None:
