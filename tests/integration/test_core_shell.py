@@ -56,3 +56,32 @@ def test_a_bug_in_a_rule_kind_is_an_internal_error_kept_for_replay_not_bad_input
     assert "injected bug" in str(record.exc_info[1])
     assert "p-0001" not in record.getMessage()
     assert "85" not in record.getMessage()
+
+
+def test_a_backlog_synced_a_week_late_gives_the_same_alerts_live_and_in_a_backtest(
+        roster_db: str, mqtt: MqttAddress, device: Device) -> None:
+    from hemmon.backtest import run_backtest
+
+    from ..conftest import ROSTER
+
+    now = datetime.now(UTC)
+    week_ago = now - timedelta(days=7)
+    stream = [native(("spo2", 84, "%"), ("body_weight", 80.0 + day, "kg"),
+                     measured_at=week_ago + timedelta(days=day)) for day in range(4)]
+    stream.append(native(("spo2", 85, "%"), measured_at=now))  # today's: that one alerts
+    recorded = []
+    with running_service(roster_db, mqtt) as running:
+        for body in stream:
+            device.publish(body)
+            device.next_feedback()
+            recorded.append({"topic": "hemmon/v1/devices/dev-0001/readings",
+                             "payload": body, "received_at": datetime.now(UTC).isoformat()})
+        live = {(a["rule"], a["level"], a["occurrences"])
+                for a in running.get("/api/v1/alerts").json()["alerts"]
+                if a["category"] == "clinical"}
+    replayed = {(r["rule"], r["level"], r["occurrences"])
+                for r in run_backtest(ROSTER, recorded)
+                if r["kind"] == "alert" and r["category"] == "clinical"
+                and r["patient_id"] == "p-0001"}
+    assert live == replayed == {("threshold:spo2", "red", 1)}
+    assert stored(roster_db, "SELECT count(*) FROM readings") == [(9,)]

@@ -18,7 +18,16 @@ from hemmon.settings import MqttAddress
 from hemmon.simulator import roster_for
 
 from ..services import Kafka, PostgresServer, kafka, mosquitto, postgres_server
-from .cluster import PATIENTS, READINGS, Cluster, Outcome, outcome, publish, wait_for
+from .cluster import (
+    PATIENTS,
+    READINGS,
+    SCENARIO,
+    Cluster,
+    Outcome,
+    outcome,
+    publish,
+    wait_for,
+)
 from .harness import Device, running_service, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "distributed"
@@ -286,3 +295,16 @@ def test_hemmon_run_with_pipeline_processes_loses_and_doubles_nothing_across_kil
     # every process's metrics, summed (prometheus_client's multiprocess mode)
     assert run.metric("hemmon_readings_evaluated_total") > 0
     assert run.metric("hemmon_mqtt_connected") == 1
+
+
+def test_the_backtest_gives_the_embedded_runners_alerts(embedded: Outcome) -> None:
+    """One recorded stream, live through MQTT and PostgreSQL and replayed by `hemmon
+    backtest` with no services: the same clinical alerts (patient, rule, level, count)."""
+    from hemmon.backtest import run_backtest
+
+    recorded = [{"topic": topic, "payload": body.decode()} for topic, body in SCENARIO]
+    records = run_backtest(roster_for(PATIENTS), recorded)
+    replayed = frozenset((r["patient_id"], r["rule"], r["level"], r["occurrences"])
+                         for r in records if r["kind"] == "alert"
+                         and r["category"] == "clinical")
+    assert replayed == embedded.alerts
