@@ -15,6 +15,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from hemmon.alerts.inbox import create_app
 from hemmon.alerts.notify import WebhookNotifier
+from hemmon.alerts.signin import AuthConfig
 
 from .db import open_pool
 from .notifier import NotifierThread
@@ -41,6 +42,8 @@ class ServiceConfig:
     escalate_after: timedelta = timedelta(minutes=30)
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
+    auth: AuthConfig | None = None
+    """Sign-in (identity provider, sessions); None: service tokens and codes, plain cookies."""
 
 
 def free_port() -> int:
@@ -122,7 +125,8 @@ class Service:
                 return replay_rejection(conn, rejection_id, self.config.clock)
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
-                         ready=lambda: self.runner.ready, replay=replay)
+                         ready=lambda: self.runner.ready, replay=replay,
+                         auth=self.config.auth)
         if self.notifier is not None:
             self.notifier.start()
         self.server = uvicorn.Server(
