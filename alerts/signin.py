@@ -250,6 +250,8 @@ def add_sign_in_routes(app: FastAPI, auth: Authenticator) -> None:
                 clinician_id = store.use_login_code(conn, code, clock())
                 clinician = store.clinician_by_id(conn, clinician_id) if clinician_id else None
             if clinician_id is None:
+                log_event(pool, "okänd", "unknown", "sign_in", None, allowed=False,
+                          at=clock(), detail="code: koden gäller inte")
                 return page("Koden gäller inte (fel, redan använd eller för gammal).",
                             status=401)
             return signed_in(decide_sign_in(clinician_id, clinician), "code")

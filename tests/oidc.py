@@ -62,6 +62,11 @@ def oidc_provider(redirect_uri: str, accounts: Mapping[str, Mapping[str, str]],
 
 def access_token(provider: Provider, login: str) -> str:
     """Signs in as `login` (code flow with PKCE, no browser) and returns the access token."""
+    return tokens(provider, login)["access_token"]
+
+
+def tokens(provider: Provider, login: str) -> dict[str, str]:
+    """The provider's token response for `login`: access token, ID token."""
     verifier = generate_token(48)
     with httpx.Client(base_url=provider.issuer, timeout=10) as http:
         answer = http.get("/auth", params={
@@ -80,9 +85,9 @@ def access_token(provider: Provider, login: str) -> str:
             else:
                 answer = http.get(where)
         code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
-        tokens = http.post("/token", data={
+        answer = http.post("/token", data={
             "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
             "redirect_uri": provider.redirect_uri,
         }, auth=(CLIENT_ID, CLIENT_SECRET))
-        tokens.raise_for_status()
-        return str(tokens.json()["access_token"])
+        answer.raise_for_status()
+        return {k: str(v) for k, v in answer.json().items()}

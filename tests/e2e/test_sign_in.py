@@ -36,7 +36,15 @@ from hemmon.settings import MqttAddress
 from ..conftest import ROSTER
 from ..integration.harness import SECRET, Clock, Device, Running, running_service
 from ..integration.test_embedded_pipeline import native
-from ..oidc import AUDIENCE, CLIENT_ID, CLIENT_SECRET, Provider, access_token, oidc_provider
+from ..oidc import (
+    AUDIENCE,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Provider,
+    access_token,
+    oidc_provider,
+    tokens,
+)
 from ..services import free_port
 from .signin import chrome, sign_in_at_provider
 
@@ -167,12 +175,15 @@ def test_a_clinician_the_roster_does_not_know_is_refused_in_swedish(
 def test_the_api_takes_the_issuers_access_tokens_but_not_expired_forged_or_foreign_ones(
     setup: Setup,
 ) -> None:
-    token = access_token(setup.provider, "anna")
+    issued = tokens(setup.provider, "anna")
+    token = issued["access_token"]
     mine = setup.running.get("/api/v1/alerts", token)
     assert mine.status_code == 200, mine.text
     assert {a["patient_id"] for a in mine.json()["alerts"]} == {"p-0001"}
     assert setup.running.get("/api/v1/me", token).json()["unit"] == "hc-stugun"
 
+    # the ID token names hemmon as its audience, but it is no key to the API
+    assert setup.running.get("/api/v1/alerts", issued["id_token"]).status_code == 401
     stranger = access_token(setup.provider, "olle")
     assert setup.running.get("/api/v1/alerts", stranger).status_code == 403
 

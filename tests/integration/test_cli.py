@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -120,6 +121,9 @@ def test_migrate_and_roster_load_are_idempotent(pg: PostgresServer, tmp_path: Pa
     unknown = hemmon("token", "create", "--user", "nobody", "--role", "nurse", env=env)
     assert unknown.returncode == 2
     assert "no such clinician" in unknown.stderr
+    code = hemmon("token", "code", "--user", "nurse-anna", env=env)
+    assert re.search(r"engångskod för nurse-anna: [0-9A-F]{5}-[0-9A-F]{5}", code.stdout)
+    assert hemmon("token", "code", "--user", "nobody", env=env).returncode == 2
 
 
 def test_a_broken_roster_is_refused_naming_the_entry(pg: PostgresServer, tmp_path: Path) -> None:
