@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
@@ -30,6 +29,7 @@ from . import credentials as store
 from .access import (
     Principal,
     Refusal,
+    SessionScope,
     TokenError,
     decide_issuer,
     decide_service,
@@ -167,7 +167,7 @@ def add_sign_in_routes(app: FastAPI, auth: Authenticator) -> None:
         return HTMLResponse(login_page(oidc=auth.oidc is not None, message=message),
                             status_code=status)
 
-    def signed_in(scope_or_refusal: Any, via: str) -> Response:
+    def signed_in(scope_or_refusal: SessionScope | Refusal, via: str) -> Response:
         now = clock()
         if isinstance(scope_or_refusal, Refusal):
             log_event(pool, scope_or_refusal.user, "unknown", "sign_in", None, allowed=False,

@@ -194,17 +194,18 @@ def load_roster(
                    (u.id, u.name, u.office_hours, u.fallback_contact))
         for t in roster.teams:
             upsert("teams", ("id", "name"), (t.id, t.name))
-        for c in roster.clinicians:
-            upsert("clinicians",
-                   ("id", "name", "unit_id", "hsa_id", "role", "team_id", "removed_at"),
-                   (c.id, c.name, c.unit, c.hsa_id, c.role, c.team, None))
         if roster.clinicians:
-            # the file lists the staff as it is now: whoever it leaves out has left
+            # the file lists the staff as it is now: whoever it leaves out has left (first,
+            # so that her HSA-id is free for whoever the file gives it to)
             changed += conn.execute(
                 "UPDATE clinicians SET removed_at = %s, hsa_id = NULL"
                 " WHERE removed_at IS NULL AND NOT id = ANY(%s)",
                 (now, [c.id for c in roster.clinicians]),
             ).rowcount
+        for c in roster.clinicians:
+            upsert("clinicians",
+                   ("id", "name", "unit_id", "hsa_id", "role", "team_id", "removed_at"),
+                   (c.id, c.name, c.unit, c.hsa_id, c.role, c.team, None))
         for p in roster.patients:
             upsert(
                 "patients",
@@ -275,13 +276,3 @@ def read_snapshot(conn: Connection) -> RosterSnapshot:
     }
     return RosterSnapshot(revision=revision, devices=devices, rules=rules, teams=teams)
 
-
-def clinician_unit(conn: Connection, clinician_id: str) -> str | None:
-    """Her unit; None for a clinician the roster does not list (or no longer lists)."""
-    row = conn.execute("SELECT unit_id FROM clinicians WHERE id = %s AND removed_at IS NULL",
-                       (clinician_id,)).fetchone()
-    return str(row[0]) if row else None
-
-
-def team_exists(conn: Connection, team_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM teams WHERE id = %s", (team_id,)).fetchone() is not None
