@@ -138,6 +138,9 @@ def test_a_nurse_signs_in_at_the_region_sees_her_units_alerts_and_signs_out(
     assert "p-0001" in row.text
     assert "p-0002" not in browser.find_element(By.ID, "alerts").text  # Karin's unit
     assert "nurse-anna" in browser.find_element(By.ID, "who").text
+    # the page's own style block is allowed by its hash in the CSP
+    header = browser.find_element(By.TAG_NAME, "header")
+    assert header.value_of_css_property("background-color") == "rgba(29, 79, 122, 1)"
     cookie = browser.get_cookie("hemmon-session")
     assert cookie is not None
     assert cookie["httpOnly"]
@@ -267,6 +270,7 @@ def test_the_inbox_sends_the_headers_a_security_review_expects(setup: Setup) -> 
     policy = page.headers["content-security-policy"]
     assert "script-src 'self';" in policy
     assert "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "same-origin"
     assert "<script>" not in page.text  # the script is /inbox.js
