@@ -215,6 +215,8 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                 f"\nhemmon demo kör. Logga in på http://127.0.0.1:{port}/login\n"
                 f"  Sjuksköterska Anna Berg (Stugun hälsocentral), engångskod: {nurse}\n"
                 f"  Administratör (alla enheter, avvisade meddelanden), engångskod: {admin}\n"
+                f"  Koderna gäller en gång. Ny kod: HEMMON_DATABASE_URL={database_url}"
+                f" hemmon token code --user nurse-anna\n"
                 f"  API (administratör, 8 timmar): curl -H 'Authorization: Bearer {api}' "
                 f"http://127.0.0.1:{port}/api/v1/alerts\n"
                 f"  MQTT: {address.host}:{address.port}   Ctrl-C avslutar.\n",
