@@ -145,9 +145,12 @@ def run_alerts(settings: Settings) -> int:
                 return replay_rejection(conn, rejection_id, utc_now)
 
         from hemmon.alerts.inbox import create_app
+        from hemmon.alerts.signin import auth_from_settings
 
         server = _http_thread(create_app(pool, secret_key=secret, clock=utc_now, ready=started,
-                                         replay=replay), settings)
+                                         replay=replay, auth=auth_from_settings(settings),
+                                         zone=settings.zone),
+                              settings)
         log.info("hemmon alerts running: inbox on http://%s:%d/", settings.http_host,
                  settings.http_port)
         _run_faust(app, settings)

@@ -16,6 +16,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from hemmon.alerts.inbox import create_app
 from hemmon.alerts.notify import WebhookNotifier
+from hemmon.alerts.signin import AuthConfig
 
 from .db import open_pool
 from .notifier import NotifierThread
@@ -48,6 +49,8 @@ class ServiceConfig:
     """HEMMON_TIMEZONE: office hours, care-plan deadlines and local times in texts."""
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
+    auth: AuthConfig | None = None
+    """Sign-in (identity provider, sessions); None: service tokens and codes, plain cookies."""
 
 
 def free_port() -> int:
@@ -130,7 +133,8 @@ class Service:
                 return replay_rejection(conn, rejection_id, self.config.clock)
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
-                         ready=lambda: self.runner.ready, replay=replay)
+                         ready=lambda: self.runner.ready, replay=replay,
+                         auth=self.config.auth, zone=self.config.zone)
         if self.notifier is not None:
             self.notifier.start()
         self.server = uvicorn.Server(

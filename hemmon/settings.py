@@ -40,6 +40,18 @@ def _webhook_url(value: str) -> str:
     return value
 
 
+def _issuer_url(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.hostname or parts.query or parts.fragment or not (
+            parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))):
+        raise ValueError("not an https:// issuer URL (http:// only on 127.0.0.1, for tests)")
+    return value
+
+
+def _loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -82,6 +94,16 @@ class Settings(BaseSettings):
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     log_level: str = "INFO"
+    oidc_issuer: Annotated[str, AfterValidator(_issuer_url)] | None = None
+    oidc_client_id: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    oidc_client_secret: Annotated[SecretStr, Field(min_length=1)] | None = None
+    oidc_claim: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")] = "hsa_id"
+    oidc_audience: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    oidc_scope: Annotated[str, Field(pattern=r"^openid( [!-~]+)*$")] = "openid"
+    public_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    """The inbox's address as browsers reach it; the sign-in callback is under it."""
+    session_minutes: Annotated[int, Field(ge=5, le=12 * 60)] = 120
+    cookie_secure: bool = True
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -103,6 +125,29 @@ class Settings(BaseSettings):
             missing = "HEMMON_WEBHOOK_SECRET" if self.webhook_url else "HEMMON_WEBHOOK_URL"
             raise SettingsError(f"{missing} is not set: the webhook needs a URL and a secret")
         return self.webhook_url, self.webhook_secret.get_secret_value()
+
+    def inbox_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def check_cookie_secure(self) -> bool:
+        """Whether session cookies are Secure; off only for an inbox on 127.0.0.1."""
+        if not self.cookie_secure and not _loopback(urlsplit(self.inbox_url()).hostname):
+            raise SettingsError(
+                f"setting HEMMON_COOKIE_SECURE is false but the inbox is at {self.inbox_url()}:"
+                " only an inbox on http://127.0.0.1 (tests, demo) may use plain cookies")
+        return self.cookie_secure
+
+    def oidc(self) -> tuple[str, str, str] | None:
+        """(issuer, client id, client secret); all three or none must be set."""
+        if self.oidc_issuer is None:
+            return None
+        if self.oidc_client_id is None or self.oidc_client_secret is None:
+            missing = "HEMMON_OIDC_CLIENT_ID" if self.oidc_client_id is None else (
+                "HEMMON_OIDC_CLIENT_SECRET")
+            raise SettingsError(f"{missing} is not set: sign-in through HEMMON_OIDC_ISSUER"
+                                " needs the client id and secret registered with the provider")
+        return (self.oidc_issuer, self.oidc_client_id,
+                self.oidc_client_secret.get_secret_value())
 
     @property
     def pipeline_processes(self) -> int:
@@ -130,7 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         error = exc.errors(include_url=False)[0]
         name = f"HEMMON_{str(error['loc'][0]).upper()}" if error["loc"] else "HEMMON_*"
         shown = redact(str(error.get("input", "")))
-        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET"):
+        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET", "HEMMON_OIDC_CLIENT_SECRET"):
             shown = "***"
         raise SettingsError(f"setting {name} has value {shown!r}: {error['msg']}") from exc
 
