@@ -16,6 +16,7 @@ from hemmon.ingest.model import MeasurementType
 from hemmon.rules.explain import DISPLAY_UNITS, number
 
 from .access import Principal
+from .feedback import _REJECTED_TEXTS, TEXTS
 from .routing import STOCKHOLM, CareTeam, Route, away
 
 MOBILE_TEAM = "mobile_team"
@@ -100,10 +101,13 @@ class Assignable:
     patient_has_mobile_team: bool
     assignee_unit: str | None
     """The assignee's unit when the assignee is a roster clinician; None when unknown."""
+    resolved: bool = False
 
 
 def assignment_refused(assignee: str, facts: Assignable) -> str | None:
     """Why the alert cannot go to this assignee (Swedish, shown to the nurse); None: it can."""
+    if facts.resolved:
+        return "larmet är redan åtgärdat"
     if assignee == MOBILE_TEAM:
         return None if facts.patient_has_mobile_team else "patienten har inget mobilt team"
     if facts.assignee_unit is None:
@@ -201,3 +205,19 @@ def _unit(measurement: str | None) -> str:
 def order(alerts: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """The worklist in order, each alert with its waiting text."""
     return [{**a, "waiting": waiting(a, now)} for a in sorted(alerts, key=sort_key)]
+
+
+
+
+def told(message: Mapping[str, Any]) -> dict[str, Any]:
+    """What the patient's device was told about one message, from what was stored of it:
+    the feedback texts of feedback.py by the worst level its readings broke, or rejected."""
+    if message.get("rejected"):
+        status = "rejected"
+        reasons = {reason.value: text for reason, text in _REJECTED_TEXTS.items()}
+        text = reasons.get(str(message["rejected"]), TEXTS["rejected"])
+    else:
+        status = str(message.get("level") or "green")
+        text = TEXTS[status]
+    return {"at": message["received_at"], "measured_at": message.get("measured_at"),
+            "status": status, "text": text}

@@ -18,8 +18,10 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hemmon.alerts.routing import CareTeam, OfficeHours
+from hemmon.alerts.worklist_store import save_identity
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
+from hemmon.personnummer import PersonnummerError, parse_personnummer
 from hemmon.rules.model import Duration, Rule
 from hemmon.rules.storage import save_rules
 from hemmon.rules.templates import GROUPS, parse_rules
@@ -78,6 +80,10 @@ class PatientEntry(_Entry):
     groups: tuple[str, ...] = ()
     devices: tuple[DeviceEntry, ...] = ()
     rules: tuple[Rule, ...] = ()
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    """Shown only in the inbox and the API to clinicians allowed to see the patient."""
+    personnummer: str | None = None
+    """Personnummer or samordningsnummer, 12 digits; checked in `read_roster`."""
 
     @field_validator("groups")
     @classmethod
@@ -130,6 +136,11 @@ def _check_references(roster: RosterFile) -> None:
             raise RosterError(f"patient {p.id}: mobile_team {p.mobile_team!r} is not in teams")
         if p.red_to_mobile_team and not p.mobile_team:
             raise RosterError(f"patient {p.id}: red_to_mobile_team needs a mobile_team")
+        if p.personnummer is not None:
+            try:
+                parse_personnummer(p.personnummer)
+            except PersonnummerError as exc:
+                raise RosterError(f"patient {p.id}: personnummer: {exc}") from exc
         for d in p.devices:
             if d.id in seen_devices or not valid_device_id(d.id):
                 raise RosterError(f"patient {p.id}: device {d.id!r} is listed twice or invalid")
@@ -186,6 +197,8 @@ def load_roster(
                 (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups),
                  p.red_to_mobile_team),
             )
+            number = parse_personnummer(p.personnummer) if p.personnummer else None
+            changed += save_identity(conn, p.id, p.name, str(number) if number else None)
             for d in p.devices:
                 upsert("devices", ("id", "patient_id", "format", "expect_every"),
                        (d.id, p.id, d.format.value, d.expect_every))

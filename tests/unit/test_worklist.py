@@ -20,6 +20,7 @@ from hemmon.alerts.worklist import (
     may_see_identity,
     order,
     summarise_history,
+    told,
     waiting_text,
 )
 
@@ -102,6 +103,8 @@ def test_display_name(name: str | None, pnr: str | None, shown: str) -> None:
     ("nobody", Assignable("hc-stugun", False, None), "nobody finns inte bland vårdpersonalen"),
     ("mobile_team", Assignable("hc-stugun", True, None), None),
     ("mobile_team", Assignable("hc-stugun", False, None), "patienten har inget mobilt team"),
+    ("nurse-eva", Assignable("hc-stugun", False, "hc-stugun", resolved=True),
+     "larmet är redan åtgärdat"),
 ])
 def test_who_may_take_an_alert(assignee: str, facts: Assignable, refused: str | None) -> None:
     assert assignment_refused(assignee, facts) == refused
@@ -154,3 +157,16 @@ def test_one_reading_and_a_notice_without_a_measurement() -> None:
     lines = summarise_history([event("opened", 0, level="yellow"),
                                event("occurred", 1, level="yellow", value=2.5)], None)
     assert lines[1]["text"] == "1 nytt värde, senaste 2,5 kl 13:31"
+
+
+@pytest.mark.parametrize(("message", "status", "starts"), [
+    ({"level": None}, "green", "Tack! Din mätning är mottagen"),
+    ({"level": "yellow"}, "yellow", "Tack! Din mätning ligger utanför"),
+    ({"level": "red"}, "red", "Din mätning behöver ses över nu"),
+    ({"rejected": "future_time"}, "rejected", "Mätningen kunde inte tas emot: klockan"),
+    ({"rejected": "schema_invalid"}, "rejected", "Mätningen kunde inte tas emot. Mät gärna"),
+])
+def test_what_the_patient_was_told(message: dict[str, Any], status: str, starts: str) -> None:
+    entry = told({"received_at": NOW, **message})
+    assert entry["status"] == status
+    assert entry["text"].startswith(starts)
