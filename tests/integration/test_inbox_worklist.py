@@ -44,12 +44,16 @@ def named_roster() -> dict[str, Any]:
     return roster
 
 
-@pytest.fixture
-def named_db(database_url: str) -> str:
+def load_named_roster(database_url: str) -> str:
     with psycopg.connect(database_url) as conn:
         load_roster(conn, RosterFile.model_validate(named_roster()), actor="test",
                     reason="test", now=datetime.now(UTC))
     return database_url
+
+
+@pytest.fixture
+def named_db(database_url: str) -> str:
+    return load_named_roster(database_url)
 
 
 @pytest.fixture
