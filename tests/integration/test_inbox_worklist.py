@@ -22,7 +22,7 @@ from .harness import Device, Running, running_service
 from .test_embedded_pipeline import native
 
 NAME = "Tora Testsson"
-PNR = "19400404-9807"
+PNR = "19440813-9089"
 PNR_DIGITS = PNR.replace("-", "")
 ANNA = Principal(user="nurse-anna", role="nurse", unit_id="hc-stugun")
 EVA = Principal(user="nurse-eva", role="nurse", unit_id="hc-stugun")
@@ -171,7 +171,7 @@ def test_the_mobile_team_sees_the_name_only_while_it_holds_an_alert(
 
 
 @pytest.mark.parametrize(("number", "why"), [
-    ("19400404-9808", "check digit"), ("19400231-9801", "date")])
+    ("19440813-9088", "check digit"), ("19440231-9089", "date")])
 def test_a_bad_personnummer_stops_the_roster_naming_the_patient(
     tmp_path: Path, number: str, why: str
 ) -> None:

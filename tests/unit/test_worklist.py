@@ -88,7 +88,7 @@ def test_who_may_see_a_name(principal: Principal, scope: PatientScope, allowed: 
 
 
 @pytest.mark.parametrize(("name", "pnr", "shown"), [
-    ("Tora Eriksson", "19400404-9807", "Tora Eriksson, 19400404-9807"),
+    ("Tora Eriksson", "19440813-9089", "Tora Eriksson, 19440813-9089"),
     ("Tora Eriksson", None, "Tora Eriksson"),
     (None, None, "p-0001"),
 ])
