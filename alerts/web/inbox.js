@@ -45,6 +45,7 @@ function el(tag, attrs = {}, ...children) {
   node.append(...children.filter(c => c !== null && c !== undefined));
   return node;
 }
+function num(v) { return Number(v).toLocaleString("sv-SE", { maximumFractionDigits: 1 }); }
 function when(iso) { return new Date(iso).toLocaleString("sv-SE", ZONE); }
 function showError(e) { document.getElementById("error").textContent = e ? e.message : ""; }
 
@@ -158,7 +159,7 @@ function chart(kind, readings, versions, alerts, t0, t1) {
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("class", "chart");
   svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("data-measurement", kind);
   svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", `${NAMES[kind] || kind}: ${readings.length} värden, senaste ${last.value} ${when(last.measured_at)}`);
+  svg.setAttribute("aria-label", `${NAMES[kind] || kind}: ${readings.length} värden, senaste ${num(last.value)} ${when(last.measured_at)}`);
   const add = (tag, attrs, text) => { const n = document.createElementNS(ns, tag);
     for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
     if (text !== undefined) n.textContent = text; svg.append(n); return n; };
@@ -193,7 +194,7 @@ function chart(kind, readings, versions, alerts, t0, t1) {
   add("polyline", { class: "line", points: readings.map(r => `${x(new Date(r.measured_at).getTime())},${y(r.value)}`).join(" ") });
   for (const r of readings) add("circle", { class: "dot", r: 3, cx: x(new Date(r.measured_at).getTime()), cy: y(r.value) },
                                 undefined).append(Object.assign(document.createElementNS(ns, "title"),
-                                { textContent: `${when(r.measured_at)}: ${r.value}` }));
+                                { textContent: `${when(r.measured_at)}: ${num(r.value)}` }));
   return svg;
 }
 
@@ -207,7 +208,7 @@ function historyLine(h) {
     const [code, ...rest] = note.split(": ");
     if (OUTCOMES[code]) note = [OUTCOMES[code], ...rest].join(": ");
   }
-  return `${when(h.at)} ${assigneeName(h.actor)}: ${ACTIONS[h.action] || h.action}${h.value !== null && h.value !== undefined ? " " + h.value : ""}${note ? " – " + note : ""}`;
+  return `${when(h.at)} ${assigneeName(h.actor)}: ${ACTIONS[h.action] || h.action}${h.value !== null && h.value !== undefined ? " " + num(h.value) : ""}${note ? " – " + note : ""}`;
 }
 function alertCard(a, card) {
   const noteId = `note-${a.id}`, assignId = `assign-${a.id}`;
@@ -293,7 +294,8 @@ async function navigate() {
 function refresh() {
   // a re-render would take away what a nurse is typing or where her keyboard focus is
   const active = document.activeElement;
-  if (active && active !== document.body && document.querySelector("main").contains(active)) return;
+  if (active && (["INPUT", "TEXTAREA", "SELECT", "BUTTON", "A"].includes(active.tagName)
+      || active.matches("section.alert")) && document.querySelector("main").contains(active)) return;
   route();
 }
 async function start() {

@@ -46,6 +46,8 @@ PATIENTS = (
 HISTORY_DAYS = 7
 LIVE_SECONDS = 4.0
 LIVE_ROUNDS_TO_WORST = 8
+TODAY_STEP = timedelta(hours=3)
+LATER_SECONDS = 60.0
 
 
 def mosquitto_binary() -> str | None:
@@ -114,7 +116,8 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
 
 
 class DemoSimulator(threading.Thread):
-    """A week of history for everyone, then live readings; p-0001 slowly deteriorates."""
+    """A week of history for everyone, the last day's readings, then a new round every
+    minute; p-0001 deteriorates over the last day."""
 
     def __init__(self, address: MqttAddress) -> None:
         super().__init__(name="hemmon-demo-simulator", daemon=True)
@@ -133,9 +136,12 @@ class DemoSimulator(threading.Thread):
                         publisher.publish(*self._message(p, at, 0.0))
             publisher.flush()
             live = 0
-            while not self.stopped.wait(LIVE_SECONDS):
+            while not self.stopped.wait(LIVE_SECONDS if live <= LIVE_ROUNDS_TO_WORST
+                                        else LATER_SECONDS):
                 progress = min(1.0, live / LIVE_ROUNDS_TO_WORST)
-                at = datetime.now(UTC)
+                # the decline is sent within seconds but dated over the last day, so that
+                # the chart's real time axis shows it as a decline, not as a stack
+                at = datetime.now(UTC) - TODAY_STEP * max(0, LIVE_ROUNDS_TO_WORST - live)
                 for p in PATIENTS:
                     publisher.publish(*self._message(p, at, progress))
                 publisher.flush()
@@ -210,7 +216,7 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
         stack.callback(service.stop)
         simulator = DemoSimulator(address)
         simulator.start()
-        say(f"simulatorn skickar en veckas mätvärden, sedan nya var {LIVE_SECONDS:.0f}:e sekund")
+        say("simulatorn skickar en veckas mätvärden, sedan nya varje minut")
         stack.callback(simulator.stopped.set)
         nurse = create_token(secret, Principal(user="nurse-anna", role="nurse",
                                                unit_id="hc-stugun"))

@@ -78,7 +78,8 @@ def test_no_name_or_personnummer_leaves_the_inbox(cluster: Cluster, mqtt: MqttAd
 
     def alert_stored() -> bool:
         with psycopg.connect(cluster.database_url) as conn:
-            return bool(conn.execute("SELECT count(*) FROM alerts").fetchone()[0])  # type: ignore[index]
+            row = conn.execute("SELECT count(*) FROM alerts").fetchone()
+        return bool(row and row[0])
 
     wait_until(alert_stored, timeout=60, what="the alert service to open the alert")
     stem = cluster.env["HEMMON_KAFKA_TOPIC"].removesuffix(".raw")
