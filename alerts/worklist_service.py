@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 
+from hemmon.ingest import storage as readings_store
+
 from . import storage
 from . import worklist_store as store
 from .access import Principal
@@ -69,8 +71,6 @@ def worklist(conn: Connection, caller: Principal, now: datetime, *, status: str 
 def alert_detail(conn: Connection, caller: Principal, alert_id: int, now: datetime) -> Shown:
     """One alert: its history as state changes (new readings summarised), its note thread,
     its readings of the last 14 days before it opened and since."""
-    from hemmon.ingest import storage as readings_store
-
     found = storage.get_alert(conn, caller, alert_id)
     found["history"] = summarise_history(found["history"], found["measurement"])
     found["notes"] = store.notes(conn, alert_id)
