@@ -21,7 +21,7 @@ from hemmon.alerts.routing import CareTeam, OfficeHours
 from hemmon.alerts.worklist_store import save_identity
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
-from hemmon.personnummer import PersonnummerError, parse_personnummer
+from hemmon.personnummer import Personnummer, PersonnummerError, parse_personnummer
 from hemmon.rules.model import Duration, Rule
 from hemmon.rules.storage import save_rules
 from hemmon.rules.templates import GROUPS, parse_rules
@@ -125,6 +125,7 @@ def _check_references(roster: RosterFile) -> None:
         if c.unit not in units:
             raise RosterError(f"clinician {c.id}: unit {c.unit!r} is not in units")
     seen_devices: set[str] = set()
+    seen_numbers: dict[Personnummer, str] = {}
     for p in roster.patients:
         if p.unit not in units:
             raise RosterError(f"patient {p.id}: unit {p.unit!r} is not in units")
@@ -138,9 +139,13 @@ def _check_references(roster: RosterFile) -> None:
             raise RosterError(f"patient {p.id}: red_to_mobile_team needs a mobile_team")
         if p.personnummer is not None:
             try:
-                parse_personnummer(p.personnummer)
+                number = parse_personnummer(p.personnummer)
             except PersonnummerError as exc:
                 raise RosterError(f"patient {p.id}: personnummer: {exc}") from exc
+            if number in seen_numbers:
+                raise RosterError(f"patient {p.id}: personnummer: the same as patient"
+                                  f" {seen_numbers[number]}'s")
+            seen_numbers[number] = p.id
         for d in p.devices:
             if d.id in seen_devices or not valid_device_id(d.id):
                 raise RosterError(f"patient {p.id}: device {d.id!r} is listed twice or invalid")

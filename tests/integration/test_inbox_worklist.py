@@ -171,19 +171,21 @@ def test_the_mobile_team_sees_the_name_only_while_it_holds_an_alert(
 
 
 @pytest.mark.parametrize(("number", "why"), [
-    ("19440813-9088", "check digit"), ("19440231-9089", "date")])
+    ("19440813-9088", "check digit"), ("19440231-9089", "date"),
+    ("194408139089", "the same as patient p-0001's")])
 def test_a_bad_personnummer_stops_the_roster_naming_the_patient(
     tmp_path: Path, number: str, why: str
 ) -> None:
     import yaml
 
     roster = named_roster()
-    roster["patients"][0]["personnummer"] = number
+    roster["patients"][1]["personnummer"] = number
     path = tmp_path / "roster.yaml"
     path.write_text(yaml.safe_dump(roster, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(RosterError, match=f"patient p-0001: personnummer: .*{why}") as caught:
+    with pytest.raises(RosterError, match=f"patient p-0002: personnummer: .*{why}") as caught:
         read_roster(path)
     assert number not in str(caught.value)
+    assert PNR not in str(caught.value)
 
 
 def test_identity_lives_in_one_table_and_a_reload_changes_nothing(named_db: str) -> None:
