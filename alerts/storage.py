@@ -232,8 +232,10 @@ def list_alerts(
         "SELECT a.id, a.patient_id, a.rule, a.rule_version, a.measurement, a.level, a.route,"
         " a.status, a.opened_at, a.updated_at, a.occurrences, a.last_value,"
         " a.last_measured_at, a.explanation, a.category, a.snoozed_until, a.cleared_at,"
-        " a.level_since, a.assignee, a.assigned_at, p.unit_id, p.fast_vardkontakt"
+        " a.level_since, a.assignee, a.assigned_at, p.unit_id, p.fast_vardkontakt,"
+        " c.name AS assignee_name"
         " FROM alerts a JOIN patients p ON p.id = a.patient_id"
+        " LEFT JOIN clinicians c ON c.id = a.assignee"
         " WHERE {scope} AND a.status = ANY(%s) AND (%s::text IS NULL OR a.route = %s)"
         " AND (%s::text IS NULL OR a.patient_id = %s)"
         " ORDER BY (a.level = 'red') DESC, a.opened_at ASC LIMIT %s"
@@ -263,8 +265,8 @@ def list_alerts_by_id(
     conn: Connection, principal: Principal, alert_id: int
 ) -> list[dict[str, Any]]:
     query = sql.SQL(
-        "SELECT a.*, p.unit_id, p.fast_vardkontakt FROM alerts a"
-        " JOIN patients p ON p.id = a.patient_id"
+        "SELECT a.*, p.unit_id, p.fast_vardkontakt, c.name AS assignee_name FROM alerts a"
+        " JOIN patients p ON p.id = a.patient_id LEFT JOIN clinicians c ON c.id = a.assignee"
         " WHERE a.id = %s AND {scope}"
     ).format(scope=_scope(principal))
     with conn.cursor(row_factory=dict_row) as cur:

@@ -102,7 +102,7 @@ async function worklist() {
       a.snoozed_until ? el("div", { class: "muted" }, `Snoozad till ${when(a.snoozed_until)}`) : null),
     el("td", {}, String(a.occurrences)),
     el("td", {}, when(a.opened_at), a.waiting ? el("div", { class: "waiting" }, a.waiting) : null),
-    el("td", {}, ROUTES[a.route], a.assignee ? el("div", { class: "muted assignee" }, "Tilldelad: " + assigneeName(a.assignee)) : null),
+    el("td", {}, ROUTES[a.route], a.assignee ? el("div", { class: "muted assignee" }, "Tilldelad: " + (a.assignee_name || assigneeName(a.assignee))) : null),
     el("td", { class: "status" }, STATUSES[a.status]), actions(a))));
   const clinical = alerts.filter(a => a.category === "clinical");
   const red = clinical.filter(a => a.level === "red").length;
@@ -226,7 +226,7 @@ function alertCard(a, card) {
   return el("section", { class: "card alert", "data-id": a.id, tabindex: "-1", "aria-labelledby": `alert-title-${a.id}` },
     el("h3", { id: `alert-title-${a.id}` }, badge(a), " ", a.explanation),
     el("p", { class: "muted" }, `${ROUTES[a.route]} · ${STATUSES[a.status]} · ${a.occurrences} gånger · regelversion ${a.rule_version}`
-      + (a.waiting ? ` · ${a.waiting}` : "") + (a.assignee ? ` · Tilldelad: ${assigneeName(a.assignee)}` : "")),
+      + (a.waiting ? ` · ${a.waiting}` : "") + (a.assignee ? ` · Tilldelad: ${a.assignee_name || assigneeName(a.assignee)}` : "")),
     el("table", { class: "actions" }, el("tbody", {}, el("tr", {}, actions(a)))),
     el("h4", {}, "Händelser"),
     el("ul", { class: "history" }, ...a.history.map(h => el("li", { class: "event-" + h.action }, historyLine(h)))),

@@ -149,7 +149,7 @@ def test_a_working_day_by_keyboard(running: Running, browser: WebDriver) -> None
     log_in(browser, running, EVA)
     Select(wait.until(ready.element_to_be_clickable((By.ID, "filter-mine")))).select_by_value("me")
     wait.until(lambda d: NAME in d.find_element(By.ID, "alerts").text)
-    assert "Tilldelad: nurse-eva" in browser.find_element(By.ID, "alerts").text
+    assert "Tilldelad: Eva Lund" in browser.find_element(By.ID, "alerts").text
     screenshot(browser, "worklist-4-mina.png")
 
     # a nurse of another unit: refused, and no name anywhere on her screen
