@@ -18,12 +18,15 @@ from .worklist import Assignable, PatientScope
 Connection = psycopg.Connection[Any]
 
 
+def forget_identity(conn: Connection, patient_id: str) -> int:
+    """Remove who a patient is; how many rows changed."""
+    return conn.execute("DELETE FROM patient_identity WHERE patient_id = %s",
+                        (patient_id,)).rowcount
+
+
 def save_identity(conn: Connection, patient_id: str, name: str | None,
                   personnummer: str | None) -> int:
-    """Store (or, with neither, remove) who a patient is; how many rows changed."""
-    if name is None and personnummer is None:
-        return conn.execute("DELETE FROM patient_identity WHERE patient_id = %s",
-                            (patient_id,)).rowcount
+    """Store who a patient is; how many rows changed."""
     return conn.execute(
         "INSERT INTO patient_identity (patient_id, name, personnummer) VALUES (%s, %s, %s)"
         " ON CONFLICT (patient_id) DO UPDATE SET name = EXCLUDED.name,"

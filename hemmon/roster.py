@@ -18,7 +18,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hemmon.alerts.routing import CareTeam, OfficeHours
-from hemmon.alerts.worklist_store import save_identity
+from hemmon.alerts.worklist_store import forget_identity, save_identity
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
 from hemmon.personnummer import Personnummer, PersonnummerError, parse_personnummer
@@ -202,8 +202,11 @@ def load_roster(
                 (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups),
                  p.red_to_mobile_team),
             )
-            number = parse_personnummer(p.personnummer) if p.personnummer else None
-            changed += save_identity(conn, p.id, p.name, str(number) if number else None)
+            if p.name is None and p.personnummer is None:
+                changed += forget_identity(conn, p.id)
+            else:
+                number = parse_personnummer(p.personnummer) if p.personnummer else None
+                changed += save_identity(conn, p.id, p.name, str(number) if number else None)
             for d in p.devices:
                 upsert("devices", ("id", "patient_id", "format", "expect_every"),
                        (d.id, p.id, d.format.value, d.expect_every))

@@ -199,3 +199,9 @@ def test_identity_lives_in_one_table_and_a_reload_changes_nothing(named_db: str)
         ).fetchall()
         assert {r[0] for r in holders} == {"patient_identity"}
         assert conn.execute("SELECT personnummer FROM patient_identity").fetchall() == [(PNR,)]
+        roster = named_roster()
+        del roster["patients"][0]["name"], roster["patients"][0]["personnummer"]
+        gone = load_roster(conn, RosterFile.model_validate(roster), actor="test",
+                           reason="test", now=datetime.now(UTC))
+        assert gone.changed_rows == 1
+        assert conn.execute("SELECT count(*) FROM patient_identity").fetchall() == [(0,)]
