@@ -19,6 +19,7 @@ from hemmon.rules.model import Rule, ThresholdRule
 
 from .lifecycle import Alert, Outcome, Status, TransitionError, acknowledge, apply_finding, resolve
 from .routing import CareTeam, Route, escalation
+from .worklist import MOBILE_TEAM, escalation_target
 
 SYSTEM = "hemmon"
 """The actor of what hemmon does by itself."""
@@ -56,6 +57,8 @@ class Change:
     opened: bool = False
     finding: Finding | None = None
     page: Page | None = None
+    page_to: str | None = None
+    """The colleague paged by name (an assignee), beside the route's own pager."""
     columns: Mapping[str, object] = field(default_factory=dict)
     """Record columns beside the alert's own: who acknowledged or resolved it and when,
     the outcome, when it escalated (names from `RECORD_COLUMNS`)."""
@@ -115,22 +118,33 @@ def decide_findings(findings: Iterable[Finding], clears: Iterable[tuple[str, Cle
 
 def decide_escalations(open_alerts: Iterable[Alert], teams: Mapping[str, CareTeam],
                        now: datetime, after: timedelta) -> Plan:
-    """Unacknowledged red alerts past their time move to the mobile team (or fallback)."""
+    """Unacknowledged red alerts past their time move on: to the colleague who took it
+    (paged by name, the countdown starting again), else, or when she too lets it wait, to
+    the mobile team (or the unit's fallback contact)."""
     plan = Plan()
     minutes = int(after.total_seconds() // 60)
     for alert in open_alerts:
         team = teams.get(alert.patient_id)
-        target = team and escalation(
-            level=alert.level, route=alert.route, acknowledged=alert.status is not Status.OPEN,
-            category=alert.category, level_since=alert.level_since,
-            snoozed_until=alert.snoozed_until, team=team, now=now, after=after)
-        if not target:
+        if team is None:
             continue
+        paged = (alert.escalated_at is not None and alert.route is Route.FAST_VARDKONTAKT
+                 and alert.assignee not in (None, MOBILE_TEAM))
+        since = max(alert.level_since, alert.escalated_at) if paged and alert.escalated_at \
+            else alert.level_since
+        due = escalation(
+            level=alert.level, route=alert.route, acknowledged=alert.status is not Status.OPEN,
+            category=alert.category, level_since=since,
+            snoozed_until=alert.snoozed_until, team=team, now=now, after=after)
+        if not due:
+            continue
+        target = escalation_target(alert.assignee, team, escalated_to_assignee=paged)
+        to = target.clinician or target.route.value
         plan.changes.append(Change(
-            alert=alert.model_copy(update={"route": target, "updated_at": now}),
-            page=Page.ESCALATION, columns={"escalated_at": now},
+            alert=alert.model_copy(update={"route": target.route, "updated_at": now,
+                                           "escalated_at": now}),
+            page=Page.ESCALATION, page_to=target.clinician, columns={"escalated_at": now},
             events=(Event(now, SYSTEM, "escalated",
-                          note=f"ej kvitterat inom {minutes} min: till {target.value}"),)))
+                          note=f"ej kvitterat inom {minutes} min: till {to}"),)))
     return plan
 
 

@@ -28,7 +28,7 @@ from hemmon.rules import storage as rules_store
 from hemmon.rules.model import Rule
 from hemmon.rules.templates import parse_rules
 
-from . import actions, storage
+from . import actions, storage, worklist_service
 from .access import Principal
 from .audit import log_access, query_access
 from .decide import Acknowledge, Action, Resolve, Snooze
@@ -71,6 +71,13 @@ class PreviewBody(BaseModel):
 
 
 PREVIEW_PERIOD = timedelta(days=30)
+class NoteBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class AssignBody(BaseModel):
+    assignee: str = Field(min_length=1, max_length=128)
+    """A clinician of the patient's unit, or "mobile_team"."""
 
 
 class SnoozeBody(BaseModel):
@@ -175,26 +182,27 @@ def create_app(
         status: Annotated[str | None, Query(pattern="^(open|acknowledged|resolved)$")] = None,
         route: Annotated[str | None, Query(pattern="^(fast_vardkontakt|mobile_team)$")] = None,
         patient: str | None = None,
+        assignee: Annotated[str | None, Query(pattern="^me$")] = None,
     ) -> dict[str, Any]:
-        rows = storage.list_alerts(conn, caller, status=status, route=route, patient=patient)
+        shown = worklist_service.worklist(conn, caller, clock(), status=status, route=route,
+                                          patient=patient, mine=assignee == "me")
+        rows = shown.body["alerts"]
         patients = sorted({row["patient_id"] for row in rows})
         audit(caller, "list_alerts", patient if patient else None,
               detail=f"{len(rows)} alerts, patients: {', '.join(patients)[:2000]}")
-        return {"alerts": rows}
+        log_identities(caller, shown.identities, "list_alerts")
+        return shown.body
 
     @app.get("/api/v1/alerts/{alert_id}")
     def alert(alert_id: int, caller: Caller, conn: Db) -> dict[str, Any]:
         try:
-            found = storage.get_alert(conn, caller, alert_id)
+            shown = worklist_service.alert_detail(conn, caller, alert_id, clock())
         except storage.NotFound as exc:
             audit(caller, "read_alert", None, allowed=False, detail=f"alert {alert_id}")
             raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
-        audit(caller, "read_alert", found["patient_id"], detail=f"alert {alert_id}")
-        found["readings"] = readings_store.list_readings(
-            conn, found["patient_id"], found["measurement"],
-            found["opened_at"] - timedelta(days=14), None,
-        )
-        return found
+        audit(caller, "read_alert", shown.body["patient_id"], detail=f"alert {alert_id}")
+        log_identities(caller, shown.identities, f"alert {alert_id}")
+        return shown.body
 
     def act(alert_id: int, action: Action, caller: Principal,
             conn: psycopg.Connection[Any]) -> dict[str, Any]:
@@ -329,5 +337,42 @@ def create_app(
             return replay(rejection_id)
         except LookupError as exc:
             raise ApiError(404, "not_found", f"no rejection {rejection_id}") from exc
+
+    def log_identities(caller: Principal, patients: list[str], where: str) -> None:
+        """Every answer that shows a name or personnummer, one entry per patient."""
+        for patient_id in patients:
+            audit(caller, "view_identity", patient_id, detail=where)
+
+    @app.get("/api/v1/patients/{patient_id}")
+    def patient_card(patient_id: str, caller: Caller, conn: Db) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id, "read_patient")
+        shown = worklist_service.patient_card(conn, caller, patient_id)
+        log_identities(caller, shown.identities, "patient card")
+        return shown.body
+
+    @app.get("/api/v1/patients/{patient_id}/feedback")
+    def patient_feedback(patient_id: str, caller: Caller, conn: Db,
+                         days: Annotated[int, Query(ge=1, le=365)] = 14) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id, "read_feedback")
+        return worklist_service.feedback_history(conn, patient_id,
+                                                 clock() - timedelta(days=days))
+
+    @app.post("/api/v1/alerts/{alert_id}/notes")
+    def note(alert_id: int, body: NoteBody, caller: Caller, conn: Db) -> dict[str, Any]:
+        try:
+            worklist_service.add_note(conn, caller, alert_id, body.text, clock())
+        except storage.NotFound as exc:
+            raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
+        return alert(alert_id, caller, conn)
+
+    @app.post("/api/v1/alerts/{alert_id}/assign")
+    def assign(alert_id: int, body: AssignBody, caller: Caller, conn: Db) -> dict[str, Any]:
+        try:
+            worklist_service.assign(conn, caller, alert_id, body.assignee, clock())
+        except storage.NotFound as exc:
+            raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
+        except worklist_service.Refused as exc:
+            raise ApiError(409, "conflict", str(exc)) from exc
+        return alert(alert_id, caller, conn)
 
     return app

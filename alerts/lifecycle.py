@@ -60,6 +60,9 @@ class Alert(BaseModel):
     snoozed_until: datetime | None = None
     cleared_at: datetime | None = None
     """When the excursion behind it ended (the alert stays for a nurse to close)."""
+    assignee: str | None = None
+    """A colleague of the unit or "mobile_team" who took it: the one it escalates to."""
+    escalated_at: datetime | None = None
 
 
 class TransitionError(ValueError):

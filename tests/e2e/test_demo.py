@@ -67,8 +67,9 @@ def test_the_demo_shows_alerts_within_a_minute(broker: str) -> None:
     reader = threading.Thread(target=lambda: output.extend(iter(demo.stdout.readline, "")),
                               daemon=True)
     reader.start()
-    threading.Thread(target=lambda: errors.extend(iter(demo.stderr.readline, "")),
-                     daemon=True).start()
+    error_reader = threading.Thread(
+        target=lambda: errors.extend(iter(demo.stderr.readline, "")), daemon=True)
+    error_reader.start()
     try:
         token = code = None
         while token is None and time.monotonic() - started < 60:
@@ -84,6 +85,9 @@ def test_the_demo_shows_alerts_within_a_minute(broker: str) -> None:
         assert "token=" not in "".join(output), "a token in a URL ends up in browser history"
         if broker == "embedded":
             assert "amqtt" in "".join(errors)
+        # a newcomer sees the login at once: within the first 15 lines of the console
+        login_line = next(i for i, line in enumerate(output) if "engångskod" in line)
+        assert login_line + 1 + len(errors) <= 15, "".join(output + errors)
 
         alerts: list[dict[str, object]] = []
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -103,7 +107,7 @@ def test_the_demo_shows_alerts_within_a_minute(broker: str) -> None:
             browser.save_screenshot(str(shot))
             dom = browser.page_source
         assert "larmkorg" in dom
-        assert "p-0001" in dom
+        assert "Tora Eriksson, 19301229-9263" in dom  # the demo roster's invented patient
         assert "Röd" in dom or "Gul" in dom
         assert shot.exists()
         assert shot.stat().st_size > 10_000
@@ -115,6 +119,13 @@ def test_the_demo_shows_alerts_within_a_minute(broker: str) -> None:
             demo.kill()
             raise
     assert demo.returncode in (0, 130), "".join(errors)
+    reader.join(10)
+    error_reader.join(10)
+    console = "".join(output + errors)
+    for word in ("ERROR", "Traceback", "Warning:", "XDG_RUNTIME_DIR", " INFO "):
+        assert word not in console, console
+    assert "Tora Eriksson" not in console
+    assert "19301229" not in console
     left = list(scratch.glob("hemmon-demo-*"))
     shutil.rmtree(scratch, ignore_errors=True)
     assert not left, "the demo left its data behind"

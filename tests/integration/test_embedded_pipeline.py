@@ -71,7 +71,8 @@ def test_out_of_range_opens_one_alert_and_a_second_updates_it(
     assert alert["explanation"] == "Syremättnad 86 %, under röd gräns 88 %"
 
     detail = running.get(f"/api/v1/alerts/{alert['id']}").json()
-    assert [e["action"] for e in detail["history"]] == ["opened", "occurred"]
+    assert [e["action"] for e in detail["history"]] == ["opened", "readings"]
+    assert detail["history"][1]["text"].startswith("1 nytt värde, senaste 8")
     assert sorted(r["value"] for r in detail["readings"]) == [86.0, 87.0]
 
 
