@@ -29,6 +29,8 @@ from hemmon.rules.templates import effective_rules
 from . import storage
 from .access import Principal, TokenError, read_token
 from .audit import log_access, query_access
+from .fhir_api import fhir_router
+from .fhir_export import FhirSystems
 from .lifecycle import Outcome, TransitionError
 
 Clock = Callable[[], datetime]
@@ -70,6 +72,7 @@ def create_app(
     clock: Clock,
     ready: Callable[[], bool] = lambda: True,
     replay: Replayer | None = None,
+    fhir_systems: FhirSystems | None = None,
 ) -> FastAPI:
     """The inbox service over a connection pool; `ready` adds the pipeline's own state."""
     app = FastAPI(title="hemmon inbox", version="1", docs_url="/api/docs", redoc_url=None)
@@ -308,4 +311,5 @@ def create_app(
         except LookupError as exc:
             raise ApiError(404, "not_found", f"no rejection {rejection_id}") from exc
 
+    app.include_router(fhir_router(principal, db, check_patient, fhir_systems or FhirSystems()))
     return app

@@ -92,6 +92,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(settings: Settings) -> int:
+    from .notifier import journal_for
     from .service import Service, ServiceConfig
 
     service = Service(ServiceConfig(
@@ -104,6 +105,8 @@ def _run(settings: Settings) -> int:
         batch_wait_ms=settings.batch_wait_ms,
         escalate_after=timedelta(minutes=settings.escalate_after_minutes),
         webhook=settings.webhook(),
+        journal=journal_for(settings),
+        fhir_system=settings.fhir_system,
     ))
     service.start()
     try:

@@ -13,11 +13,12 @@ from typing import Any
 import uvicorn
 from paho.mqtt.enums import MQTTProtocolVersion
 
+from hemmon.alerts.fhir_export import FhirSystems
 from hemmon.alerts.inbox import create_app
 from hemmon.alerts.notify import WebhookNotifier
 
 from .db import open_pool
-from .notifier import NotifierThread
+from .notifier import Journal, NotifierThread
 from .pipeline import Clock, replay_rejection, utc_now
 from .runner import EmbeddedRunner
 from .settings import MqttAddress, SettingsError
@@ -41,6 +42,10 @@ class ServiceConfig:
     escalate_after: timedelta = timedelta(minutes=30)
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
+    journal: Journal | None = None
+    """The region's FHIR journal, fed with the alerts' history; None: not connected."""
+    fhir_system: str = "urn:hemmon"
+    """The base of the region's identifier systems in what hemmon exports (FHIR)."""
 
 
 def free_port() -> int:
@@ -100,10 +105,10 @@ class Service:
             escalate_after=config.escalate_after,
         )
         self.notifier: NotifierThread | None = None
-        if config.webhook is not None:
-            url, secret = config.webhook
-            self.notifier = NotifierThread(config.database_url, WebhookNotifier(url, secret),
-                                           config.clock)
+        if config.webhook is not None or config.journal is not None:
+            pager = WebhookNotifier(*config.webhook) if config.webhook else None
+            self.notifier = NotifierThread(config.database_url, pager, config.clock,
+                                           journal=config.journal)
         self._pool: Any = None
         self.server: uvicorn.Server | None = None
 
@@ -122,7 +127,8 @@ class Service:
                 return replay_rejection(conn, rejection_id, self.config.clock)
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
-                         ready=lambda: self.runner.ready, replay=replay)
+                         ready=lambda: self.runner.ready, replay=replay,
+                         fhir_systems=FhirSystems(self.config.fhir_system))
         if self.notifier is not None:
             self.notifier.start()
         self.server = uvicorn.Server(
