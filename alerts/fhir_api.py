@@ -7,8 +7,7 @@ or `Patient/p-0001`; `date` with the prefixes eq, ge, gt, le, lt (repeatable; a 
 without a time is that UTC day); `code` as `[system|]code`, comma-separated.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI must see the local dependency types
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
