@@ -133,6 +133,7 @@ class ExportAlert:
     explanation: str
     resolved_at: datetime | None = None
     outcome: str | None = None
+    measurement: str | None = None
 
 
 def patient_reference(pseudonym: str, systems: FhirSystems,
@@ -312,10 +313,11 @@ def event_text(event: ExportEvent, alert: ExportAlert) -> str:
 
 
 def communication(event: ExportEvent, alert: ExportAlert, systems: FhirSystems,
-                  personnummer: str | None = None,
-                  flag_reference: str | None = None) -> Resource:
+                  personnummer: str | None = None, flag_reference: str | None = None,
+                  evidence: Sequence[str] = ()) -> Resource:
     """One event of an alert (opened, acknowledged, resolved, a note) as a Communication
-    about its Flag; `flag_reference` is the Flag's fullUrl in a transaction."""
+    about its Flag; `flag_reference` is the Flag's fullUrl in a transaction, `evidence`
+    references to the Observations that opened it."""
     flag_id = resource_id("Flag", systems.of("alert"), str(alert.id))
     sender = ({"type": "Device", "display": "hemmon"} if event.actor == "hemmon" else
               {"type": "Practitioner",
@@ -332,7 +334,8 @@ def communication(event: ExportEvent, alert: ExportAlert, systems: FhirSystems,
         "about": [{"reference": flag_reference or f"Flag/{flag_id}"}],
         "sent": _instant(event.at),
         "sender": sender,
-        "payload": [{"contentString": event_text(event, alert)}],
+        "payload": [{"contentString": event_text(event, alert)},
+                    *({"contentReference": {"reference": url}} for url in evidence)],
     }
 
 
@@ -351,17 +354,39 @@ def _identifier_query(resource: Resource) -> str:
     return f"identifier={identifier['system']}|{identifier['value']}"
 
 
+def evidence_for(alert: ExportAlert, message: Iterable[ExportReading]) -> list[ExportReading]:
+    """Of the readings of the message that opened an alert, those it is about: the reading
+    of its measurement, and for a blood pressure the whole pair."""
+    if alert.measurement is None:
+        return []
+    wanted = ({p.value for p in _PRESSURES} if alert.measurement in _PRESSURES
+              else {alert.measurement})
+    return [reading for reading in message if reading.type.value in wanted]
+
+
+def _create_once(resource: Resource) -> Resource:
+    return {"fullUrl": full_url(resource),
+            "resource": {key: value for key, value in resource.items() if key != "id"},
+            "request": {"method": "POST", "url": resource["resourceType"],
+                        "ifNoneExist": _identifier_query(resource)}}
+
+
 def journal_bundle(alert: ExportAlert, event: ExportEvent, systems: FhirSystems,
-                   personnummer: str | None = None) -> Resource:
+                   personnummer: str | None = None,
+                   evidence: Sequence[ExportReading] = ()) -> Resource:
     """The transaction a journal receives for one event of an alert: the Flag as it stands
     after the event (a conditional update on its identifier: created once, then kept up to
     date) and the event as a Communication (created once: `ifNoneExist` on its identifier),
-    so a Bundle delivered twice changes nothing the second time."""
+    so a Bundle delivered twice changes nothing the second time. The opening also carries
+    the reading that opened the alert (`evidence`), created once the same way."""
     flagged = flag(alert, systems, personnummer, as_of=event)
     flag_url = full_url(flagged)
-    told = communication(event, alert, systems, personnummer, flag_reference=flag_url)
+    shown = (observations(evidence, systems, {alert.patient_id: personnummer}
+                          if personnummer else None)
+             if event.action == "opened" else [])
+    told = communication(event, alert, systems, personnummer, flag_reference=flag_url,
+                         evidence=[full_url(o) for o in shown])
     flag_entry = {key: value for key, value in flagged.items() if key != "id"}
-    told_entry = {key: value for key, value in told.items() if key != "id"}
     return {
         "resourceType": "Bundle",
         "identifier": {"system": systems.of("journal-bundle"), "value": str(event.id)},
@@ -370,9 +395,8 @@ def journal_bundle(alert: ExportAlert, event: ExportEvent, systems: FhirSystems,
         "entry": [
             {"fullUrl": flag_url, "resource": flag_entry,
              "request": {"method": "PUT", "url": f"Flag?{_identifier_query(flagged)}"}},
-            {"fullUrl": full_url(told), "resource": told_entry,
-             "request": {"method": "POST", "url": "Communication",
-                         "ifNoneExist": _identifier_query(told)}},
+            *(_create_once(o) for o in shown),
+            _create_once(told),
         ],
     }
 
@@ -388,8 +412,11 @@ class JournalEntry:
 
 def journal_round(events: Sequence[tuple[ExportAlert, ExportEvent]], cursor: int,
                   now: datetime, settle: timedelta, systems: FhirSystems,
-                  personnummer: Mapping[str, str]) -> tuple[list[JournalEntry], int]:
+                  personnummer: Mapping[str, str],
+                  openings: Mapping[int, Sequence[ExportReading]] | None = None,
+                  ) -> tuple[list[JournalEntry], int]:
     """The journal's outbox rows for events read after the cursor, and the new cursor.
+    `openings` has, by alert id, the readings of the message that opened the alert.
 
     Event ids are taken when a transaction writes, not when it commits, so an event may
     appear behind one with a higher id. The cursor therefore stops short of the events
@@ -398,7 +425,9 @@ def journal_round(events: Sequence[tuple[ExportAlert, ExportEvent]], cursor: int
     """
     entries = [JournalEntry(alert.id, f"hemmon-journal-{event.id}",
                             journal_bundle(alert, event, systems,
-                                           personnummer.get(alert.patient_id)))
+                                           personnummer.get(alert.patient_id),
+                                           evidence_for(alert, (openings or {}).get(
+                                               alert.id, ()))))
                for alert, event in events]
     settled = cursor
     for _, event in events:

@@ -25,7 +25,7 @@ JOURNAL_KIND = "journal"
 
 _ALERT_SELECT = (
     "SELECT id, patient_id, rule, level, category, status, opened_at, explanation,"
-    " resolved_at, outcome FROM alerts"
+    " resolved_at, outcome, measurement FROM alerts"
 )
 
 
@@ -112,6 +112,32 @@ def events_after(conn: Connection, after: int, actions: Collection[str],
                     (sorted({int(row["alert_id"]) for row in rows}),))
         by_id = {int(row["id"]): _alert(row) for row in cur.fetchall()}
     return [(by_id[int(row["alert_id"])], _event(row)) for row in rows]
+
+
+def opening_messages(conn: Connection,
+                     alert_ids: Collection[int]) -> dict[int, list[ExportReading]]:
+    """By alert, the readings of the message whose reading opened it (its earliest
+    finding's; none for a missed measurement or a device notice)."""
+    found: dict[int, list[ExportReading]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT f.alert_id, m.patient_id, m.device_id, m.type, m.value, m.measured_at,"
+            " m.message_key AS key, m.manual"
+            " FROM (SELECT DISTINCT ON (alert_id) alert_id, patient_id, reading_key,"
+            "       measured_at FROM findings WHERE alert_id = ANY(%s)"
+            "       ORDER BY alert_id, measured_at, found_at) f"
+            " JOIN readings r ON r.patient_id = f.patient_id AND r.measured_at = f.measured_at"
+            "  AND r.device_id || '/' || r.message_key || '/' || r.type = f.reading_key"
+            " JOIN readings m ON m.device_id = r.device_id AND m.message_key = r.message_key"
+            "  AND m.measured_at = r.measured_at"
+            " ORDER BY f.alert_id, m.type",
+            (sorted(alert_ids),))
+        for r in cur.fetchall():
+            found.setdefault(int(r["alert_id"]), []).append(ExportReading(
+                patient_id=r["patient_id"], device_id=r["device_id"],
+                type=MeasurementType(r["type"]), value=float(r["value"]),
+                measured_at=r["measured_at"], key=r["key"], manual=r["manual"]))
+    return found
 
 
 def move_journal_cursor(conn: Connection, last_event_id: int) -> None:

@@ -77,9 +77,11 @@ class NotifierThread(threading.Thread):
             cursor = fhir_store.journal_cursor(conn)
             events = fhir_store.events_after(conn, cursor, JOURNAL_ACTIONS)
             numbers = fhir_store.personnummer(conn, {alert.patient_id for alert, _ in events})
+            openings = fhir_store.opening_messages(
+                conn, {alert.id for alert, event in events if event.action == "opened"})
             now = self._clock()
             entries, moved = journal_round(events, cursor, now, self._journal.settle,
-                                           self._journal.systems, numbers)
+                                           self._journal.systems, numbers, openings)
             for entry in entries:
                 fhir_store.enqueue_journal(conn, entry.alert_id, entry.key, entry.bundle, now)
             if moved != cursor:

@@ -28,7 +28,7 @@ READINGS = [
 ALERT = fhir.ExportAlert(
     id=7, patient_id="p-0001", rule="threshold:spo2", level="red", category="clinical",
     status="resolved", opened_at=AT, explanation="SpO2 85 % är under 88 %",
-    resolved_at=AT + timedelta(hours=1), outcome="patient_contacted")
+    resolved_at=AT + timedelta(hours=1), outcome="patient_contacted", measurement="spo2")
 EVENTS = [
     fhir.ExportEvent(11, AT, "hemmon", "opened"),
     fhir.ExportEvent(12, AT + timedelta(minutes=5), "nurse-anna", "acknowledge", "ringer"),
@@ -51,6 +51,8 @@ def every_kind() -> dict[str, dict[str, Any]]:
         BASE, f"{BASE}/Observation?patient=p-0001", observations)
     named["searchset-flags"] = fhir.searchset(BASE, f"{BASE}/Flag?patient=p-0001", [flag],
                                               told)
+    opened_by = fhir.evidence_for(ALERT, READINGS)
     for event in EVENTS:
-        named[f"transaction-{event.action}"] = fhir.journal_bundle(ALERT, event, SYSTEMS)
+        named[f"transaction-{event.action}"] = fhir.journal_bundle(
+            ALERT, event, SYSTEMS, "19121212-1212", opened_by)
     return named

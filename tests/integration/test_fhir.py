@@ -104,7 +104,8 @@ class FakeJournal(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _JournalHandler)
         self.calls = 0
         self.flags: dict[str, dict[str, Any]] = {}
-        self.communications: dict[str, list[dict[str, Any]]] = {}
+        self.created: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        """resource type -> identifier -> the resources created with it"""
         self.problems: list[str] = []
 
 
@@ -133,9 +134,9 @@ class _JournalHandler(BaseHTTPRequestHandler):
                 journal.flags[request["url"].split("identifier=")[1]] = resource
             else:
                 key = request["ifNoneExist"].split("identifier=")[1]
-                journal.communications.setdefault(key, []).append(resource)
-                if len(journal.communications[key]) > 1:
-                    journal.communications[key].pop()  # exists: nothing is created
+                same = journal.created.setdefault(request["url"], {}).setdefault(key, [])
+                if not same:  # else it exists: nothing is created
+                    same.append(resource)
         self.send_response(500 if journal.calls == 2 else 200)
         self.end_headers()
 
@@ -202,7 +203,7 @@ def test_each_alert_event_reaches_the_journal_once_in_effect_through_two_failure
 
         def arrived() -> bool:
             clock.offset += timedelta(seconds=30)  # let the retry delays pass
-            return sum(len(c) for c in journal.communications.values()) == 3 and all(
+            return len(journal.created.get("Communication", {})) == 3 and all(
                 f["status"] == "inactive" for f in journal.flags.values())
 
         wait_until(arrived, timeout=40, what="the alert's history in the journal")
@@ -217,7 +218,12 @@ def test_each_alert_event_reaches_the_journal_once_in_effect_through_two_failure
     assert identifier == f"{system}|{alert['id']}"
     assert flag["subject"]["identifier"] == {
         "system": "https://fhir.regionjh.se/sid/hemmon/patient", "value": "p-0001"}
-    texts = [c[0]["payload"][0]["contentString"] for c in journal.communications.values()]
+    assert all(len(same) == 1 for kind in journal.created.values() for same in kind.values())
+    [[observation]] = journal.created["Observation"].values()
+    assert observation["valueQuantity"]["value"] == 85
+    told = [c[0] for c in journal.created["Communication"].values()]
+    assert told[0]["payload"][1]["contentReference"]["reference"].startswith("urn:uuid:")
+    texts = [c["payload"][0]["contentString"] for c in told]
     assert [t.split(".")[0] for t in texts] == ["Larm öppnat", "Larm kvitterat",
                                                  "Larm avslutat"]
     assert "utfall: råd givet. mår bättre" in texts[-1]

@@ -93,6 +93,24 @@ def test_the_journal_bundle_updates_the_flag_and_creates_the_event_once() -> Non
     assert flag["resource"]["status"] == "active"
 
 
+def test_the_opening_carries_the_reading_that_opened_the_alert() -> None:
+    assert [r.type for r in fhir.evidence_for(ALERT, READINGS)] == [M.SPO2]
+    pressure = fhir.ExportAlert(**{**{k: getattr(ALERT, k) for k in ALERT.__slots__},
+                                   "measurement": "blood_pressure_systolic"})
+    assert {r.type for r in fhir.evidence_for(pressure, READINGS)} == {
+        M.BLOOD_PRESSURE_SYSTOLIC, M.BLOOD_PRESSURE_DIASTOLIC}
+    opened = fhir.journal_bundle(ALERT, EVENTS[0], SYSTEMS, None,
+                                 fhir.evidence_for(ALERT, READINGS))
+    _, observation, told = opened["entry"]
+    assert observation["request"]["ifNoneExist"].startswith(
+        "identifier=urn:hemmon:observation|dev-0001/ox/2708-6/")
+    assert told["resource"]["payload"][1] == {
+        "contentReference": {"reference": observation["fullUrl"]}}
+    later = fhir.journal_bundle(ALERT, EVENTS[1], SYSTEMS, None,
+                                fhir.evidence_for(ALERT, READINGS))
+    assert len(later["entry"]) == 2
+
+
 def test_the_cursor_stops_before_events_that_may_still_be_committing() -> None:
     pairs = [(ALERT, event) for event in EVENTS]
     now = EVENTS[2].at + timedelta(seconds=10)
