@@ -51,14 +51,17 @@ def short_rules() -> dict[str, Any]:
 
 
 class Prometheus:
-    def __init__(self, folder: Path, target: str) -> None:
+    def __init__(self, folder: Path, targets: dict[str, str]) -> None:
+        """`targets`: address -> role label."""
         self.port = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "alerts.yml").write_text(yaml.safe_dump(short_rules()), encoding="utf-8")
         (folder / "prometheus.yml").write_text(yaml.safe_dump({
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["alerts.yml"],
             "scrape_configs": [{"job_name": "hemmon", "static_configs": [
-                {"targets": [target], "labels": {"role": "embedded"}}]}],
+                {"targets": [address], "labels": {"role": role}}
+                for address, role in targets.items()]}],
         }), encoding="utf-8")
         self.process = subprocess.Popen(
             [require("prometheus", "./scripts/setup installs Debian's prometheus"),
@@ -100,7 +103,7 @@ def prometheus_and_hemmon(roster_db: str, mqtt: MqttAddress,
     clock = Clock()
     with running_service(roster_db, mqtt, clock=clock, sweep_seconds=1) as running:
         port = str(running.http.base_url).rsplit(":", 1)[1].strip("/")
-        prometheus = Prometheus(tmp_path, f"127.0.0.1:{port}")
+        prometheus = Prometheus(tmp_path, {f"127.0.0.1:{port}": "embedded"})
         try:
             wait_until(lambda: prometheus.query('up{job="hemmon"} == 1'), timeout=60,
                        what="Prometheus to scrape hemmon")
