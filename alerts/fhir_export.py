@@ -12,7 +12,7 @@
   the pseudonym under the region's own identifier system (`FhirSystems`).
 
 Nothing here does I/O: stores load rows into the dataclasses below, the HTTP layer and the
-journal feeder call these functions and send what they return.
+journal (fhir_journal.py) call these functions and send what they return.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from hemmon.ingest.model import MeasurementType
@@ -35,7 +35,6 @@ LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-VITAL_SIGNS_PROFILE = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
 BLOOD_PRESSURE = ("85354-9", "Blood pressure panel with all children optional")
 
 
@@ -62,7 +61,7 @@ CODES: Mapping[MeasurementType, Code] = {
 }
 # Pulse oximetry's own code, beside the one the vital-signs profile asks for.
 PULSE_OXIMETRY = ("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry")
-_PRESSURES = (M.BLOOD_PRESSURE_SYSTOLIC, M.BLOOD_PRESSURE_DIASTOLIC)
+PRESSURES = (M.BLOOD_PRESSURE_SYSTOLIC, M.BLOOD_PRESSURE_DIASTOLIC)
 
 _EVENT_TEXT = {
     "opened": "Larm öppnat",
@@ -147,7 +146,7 @@ def patient_reference(pseudonym: str, systems: FhirSystems,
     return {"type": "Patient", "identifier": identifier}
 
 
-def _instant(at: datetime) -> str:
+def instant(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("a naive time cannot be exported")
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -189,7 +188,7 @@ def _observation(first: ExportReading, code_name: str, systems: FhirSystems,
             "system": OBSERVATION_CATEGORY, "code": category,
             "display": "Laboratory" if laboratory else "Vital Signs"}]}],
         "subject": subject,
-        "effectiveDateTime": _instant(first.measured_at),
+        "effectiveDateTime": instant(first.measured_at),
         "performer": [subject],  # measured at home by the patient
         "device": {"type": "Device",
                    "identifier": {"system": systems.of("device"), "value": first.device_id}},
@@ -209,7 +208,7 @@ def observations(readings: Iterable[ExportReading], systems: FhirSystems,
     pressures: dict[tuple[str, str, datetime], dict[MeasurementType, ExportReading]] = {}
     order: list[tuple[str, Any]] = []
     for reading in readings:
-        if reading.type in _PRESSURES:
+        if reading.type in PRESSURES:
             group = (reading.device_id, reading.key, reading.measured_at)
             if group not in pressures:
                 pressures[group] = {}
@@ -250,7 +249,7 @@ def _pressure(pair: Mapping[MeasurementType, ExportReading], systems: FhirSystem
     resource["component"] = [
         {"code": {"coding": [_coding(CODES[kind].loinc, CODES[kind].display)]},
          "valueQuantity": _quantity(pair[kind].value, "mm[Hg]")}
-        for kind in _PRESSURES if kind in pair
+        for kind in PRESSURES if kind in pair
     ]
     return _ordered(resource)
 
@@ -270,9 +269,9 @@ def flag(alert: ExportAlert, systems: FhirSystems, personnummer: str | None = No
     resolved_at = alert.resolved_at
     if as_of is not None:
         resolved_at = as_of.at if as_of.action == "resolve" else None
-    period: Resource = {"start": _instant(alert.opened_at)}
+    period: Resource = {"start": instant(alert.opened_at)}
     if resolved_at is not None:
-        period["end"] = _instant(resolved_at)
+        period["end"] = instant(resolved_at)
     level = _LEVEL_TEXT.get(alert.level, alert.level)
     return {
         "resourceType": "Flag",
@@ -332,7 +331,7 @@ def communication(event: ExportEvent, alert: ExportAlert, systems: FhirSystems,
                       "text": _EVENT_TEXT.get(event.action, event.action)}],
         "subject": patient_reference(alert.patient_id, systems, personnummer),
         "about": [{"reference": flag_reference or f"Flag/{flag_id}"}],
-        "sent": _instant(event.at),
+        "sent": instant(event.at),
         "sender": sender,
         "payload": [{"contentString": event_text(event, alert)},
                     *({"contentReference": {"reference": url}} for url in evidence)],
@@ -349,94 +348,6 @@ def searchset(base_url: str, self_url: str, matches: Sequence[Resource],
             "link": [{"relation": "self", "url": self_url}], "entry": entries}
 
 
-def _identifier_query(resource: Resource) -> str:
-    identifier = resource["identifier"][0]
-    return f"identifier={identifier['system']}|{identifier['value']}"
-
-
-def evidence_for(alert: ExportAlert, message: Iterable[ExportReading]) -> list[ExportReading]:
-    """Of the readings of the message that opened an alert, those it is about: the reading
-    of its measurement, and for a blood pressure the whole pair."""
-    if alert.measurement is None:
-        return []
-    wanted = ({p.value for p in _PRESSURES} if alert.measurement in _PRESSURES
-              else {alert.measurement})
-    return [reading for reading in message if reading.type.value in wanted]
-
-
-def _create_once(resource: Resource) -> Resource:
-    return {"fullUrl": full_url(resource),
-            "resource": {key: value for key, value in resource.items() if key != "id"},
-            "request": {"method": "POST", "url": resource["resourceType"],
-                        "ifNoneExist": _identifier_query(resource)}}
-
-
-def journal_bundle(alert: ExportAlert, event: ExportEvent, systems: FhirSystems,
-                   personnummer: str | None = None,
-                   evidence: Sequence[ExportReading] = ()) -> Resource:
-    """The transaction a journal receives for one event of an alert: the Flag as it stands
-    after the event (a conditional update on its identifier: created once, then kept up to
-    date) and the event as a Communication (created once: `ifNoneExist` on its identifier),
-    so a Bundle delivered twice changes nothing the second time. The opening also carries
-    the reading that opened the alert (`evidence`), created once the same way."""
-    flagged = flag(alert, systems, personnummer, as_of=event)
-    flag_url = full_url(flagged)
-    shown = (observations(evidence, systems, {alert.patient_id: personnummer}
-                          if personnummer else None)
-             if event.action == "opened" else [])
-    told = communication(event, alert, systems, personnummer, flag_reference=flag_url,
-                         evidence=[full_url(o) for o in shown])
-    flag_entry = {key: value for key, value in flagged.items() if key != "id"}
-    return {
-        "resourceType": "Bundle",
-        "identifier": {"system": systems.of("journal-bundle"), "value": str(event.id)},
-        "type": "transaction",
-        "timestamp": _instant(event.at),
-        "entry": [
-            {"fullUrl": flag_url, "resource": flag_entry,
-             "request": {"method": "PUT", "url": f"Flag?{_identifier_query(flagged)}"}},
-            *(_create_once(o) for o in shown),
-            _create_once(told),
-        ],
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One outbox row for the journal."""
-
-    alert_id: int
-    key: str
-    bundle: Resource
-
-
-def journal_round(events: Sequence[tuple[ExportAlert, ExportEvent]], cursor: int,
-                  now: datetime, settle: timedelta, systems: FhirSystems,
-                  personnummer: Mapping[str, str],
-                  openings: Mapping[int, Sequence[ExportReading]] | None = None,
-                  ) -> tuple[list[JournalEntry], int]:
-    """The journal's outbox rows for events read after the cursor, and the new cursor.
-    `openings` has, by alert id, the readings of the message that opened the alert.
-
-    Event ids are taken when a transaction writes, not when it commits, so an event may
-    appear behind one with a higher id. The cursor therefore stops short of the events
-    younger than `settle`: they are read again next round, and their outbox rows, keyed by
-    the event, are written once.
-    """
-    entries = [JournalEntry(alert.id, f"hemmon-journal-{event.id}",
-                            journal_bundle(alert, event, systems,
-                                           personnummer.get(alert.patient_id),
-                                           evidence_for(alert, (openings or {}).get(
-                                               alert.id, ()))))
-               for alert, event in events]
-    settled = cursor
-    for _, event in events:
-        if event.at > now - settle:
-            break
-        settled = event.id
-    return entries, settled
-
-
 def types_for_codes(tokens: Iterable[str]) -> set[MeasurementType]:
     """The measurement types a search's `code` asks for (`[system|]code`, LOINC); a
     pressure brings its partner, as both are one panel."""
@@ -445,7 +356,7 @@ def types_for_codes(tokens: Iterable[str]) -> set[MeasurementType]:
         by_code.setdefault(spec.loinc, set()).add(kind)
     for loinc in (BLOOD_PRESSURE[0], CODES[M.BLOOD_PRESSURE_SYSTOLIC].loinc,
                   CODES[M.BLOOD_PRESSURE_DIASTOLIC].loinc):
-        by_code[loinc] = set(_PRESSURES)
+        by_code[loinc] = set(PRESSURES)
     found: set[MeasurementType] = set()
     for token in tokens:
         system, _, loinc = token.rpartition("|")

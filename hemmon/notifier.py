@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 
 from hemmon.alerts import fhir_store
-from hemmon.alerts.fhir_export import JOURNAL_ACTIONS, FhirSystems, journal_round
+from hemmon.alerts.fhir_export import JOURNAL_ACTIONS, FhirSystems
+from hemmon.alerts.fhir_journal import journal_round
 from hemmon.alerts.notify import DeliveryError, Notifier, WebhookNotifier, backoff
 from hemmon.alerts.storage import notification_failed, notification_sent
 

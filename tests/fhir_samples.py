@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hemmon.alerts import fhir_export as fhir
+from hemmon.alerts import fhir_journal as journal
 from hemmon.ingest.model import MeasurementType as M
 
 SYSTEMS = fhir.FhirSystems()
@@ -51,8 +52,8 @@ def every_kind() -> dict[str, dict[str, Any]]:
         BASE, f"{BASE}/Observation?patient=p-0001", observations)
     named["searchset-flags"] = fhir.searchset(BASE, f"{BASE}/Flag?patient=p-0001", [flag],
                                               told)
-    opened_by = fhir.evidence_for(ALERT, READINGS)
+    opened_by = journal.evidence_for(ALERT, READINGS)
     for event in EVENTS:
-        named[f"transaction-{event.action}"] = fhir.journal_bundle(
+        named[f"transaction-{event.action}"] = journal.journal_bundle(
             ALERT, event, SYSTEMS, "19121212-1212", opened_by)
     return named
