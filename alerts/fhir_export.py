@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hemmon.ingest.fhir import LOINC, UCUM
 from hemmon.ingest.model import MeasurementType
+from hemmon.rules.explain import NAMES
 
 from .lifecycle import Outcome
 
 Resource = dict[str, Any]
 M = MeasurementType
 
-LOINC = "http://loinc.org"
-UCUM = "http://unitsofmeasure.org"
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 BLOOD_PRESSURE = ("85354-9", "Blood pressure panel with all children optional")
@@ -234,7 +234,7 @@ def _single(reading: ExportReading, systems: FhirSystems,
         codings.append(_coding(*PULSE_OXIMETRY))
     if code.profile:
         resource["meta"] = {"profile": [f"http://hl7.org/fhir/StructureDefinition/{code.profile}"]}
-    resource["code"] = {"coding": codings, "text": code.display}
+    resource["code"] = {"coding": codings, "text": NAMES[reading.type]}
     resource["valueQuantity"] = _quantity(reading.value, code.unit)
     return _ordered(resource)
 
@@ -247,7 +247,8 @@ def _pressure(pair: Mapping[MeasurementType, ExportReading], systems: FhirSystem
     if len(pair) == 2:  # a lone pressure is exported, but cannot claim the bp profile
         resource["meta"] = {"profile": ["http://hl7.org/fhir/StructureDefinition/bp"]}
     resource["component"] = [
-        {"code": {"coding": [_coding(CODES[kind].loinc, CODES[kind].display)]},
+        {"code": {"coding": [_coding(CODES[kind].loinc, CODES[kind].display)],
+                  "text": NAMES[kind]},
          "valueQuantity": _quantity(pair[kind].value, "mm[Hg]")}
         for kind in PRESSURES if kind in pair
     ]
@@ -267,7 +268,8 @@ def flag(alert: ExportAlert, systems: FhirSystems, personnummer: str | None = No
          *, as_of: ExportEvent | None = None) -> Resource:
     """The alert as a Flag: as it is now, or as it was right after the event `as_of`."""
     resolved_at = alert.resolved_at
-    if as_of is not None:
+    if as_of is not None and (resolved_at is None or resolved_at > as_of.at):
+        # not resolved yet at that event (a resolution is final: later events keep it)
         resolved_at = as_of.at if as_of.action == "resolve" else None
     period: Resource = {"start": instant(alert.opened_at)}
     if resolved_at is not None:

@@ -12,7 +12,7 @@ from hemmon.alerts import fhir_export as fhir
 from hemmon.alerts.fhir_api import date_range
 from hemmon.ingest.model import MeasurementType as M
 
-from ..fhir_samples import ALERT, EVENTS, READINGS, SYSTEMS, reading
+from ..fhir_samples import ALERT, AT, EVENTS, READINGS, SYSTEMS, reading
 
 
 def test_a_blood_pressure_pair_is_one_panel_with_two_components() -> None:
@@ -72,6 +72,9 @@ def test_a_flag_is_active_until_resolved_and_names_its_rule() -> None:
     as_opened = fhir.flag(ALERT, SYSTEMS, as_of=EVENTS[0])
     assert as_opened["status"] == "active"
     assert "end" not in as_opened["period"]
+    after = fhir.ExportEvent(15, AT + timedelta(hours=2), "nurse-anna", "note", "uppföljt")
+    assert fhir.flag(ALERT, SYSTEMS, as_of=after)["status"] == "inactive"
+    assert fhir.flag(ALERT, SYSTEMS, as_of=EVENTS[-1])["period"]["end"] == "2026-03-02T08:30:00Z"
 
 
 def test_the_outcome_and_note_are_said_in_swedish() -> None:
