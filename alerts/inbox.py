@@ -32,6 +32,8 @@ from . import actions, storage, worklist_service
 from .access import Principal
 from .audit import log_access, query_access
 from .decide import Acknowledge, Action, Resolve, Snooze
+from .fhir_api import fhir_router
+from .fhir_export import FhirSystems
 from .lifecycle import Outcome, TransitionError
 from .routing import STOCKHOLM
 from .signin import AuthConfig, Authenticator, AuthFailure, add_security_headers, add_sign_in_routes
@@ -94,6 +96,7 @@ def create_app(
     replay: Replayer | None = None,
     auth: AuthConfig | None = None,
     zone: ZoneInfo = STOCKHOLM,
+    fhir_systems: FhirSystems | None = None,
 ) -> FastAPI:
     """The inbox service over a connection pool; `ready` adds the pipeline's own state."""
     app = FastAPI(title="hemmon inbox", version="1", docs_url="/api/docs", redoc_url=None)
@@ -375,4 +378,6 @@ def create_app(
             raise ApiError(409, "conflict", str(exc)) from exc
         return alert(alert_id, caller, conn)
 
+
+    app.include_router(fhir_router(principal, db, check_patient, fhir_systems or FhirSystems()))
     return app

@@ -40,18 +40,20 @@ def backoff(attempts: int) -> timedelta:
 
 
 class WebhookNotifier:
-    """POSTs notifications to one URL."""
+    """POSTs notifications to one URL (a journal's FHIR base takes `application/fhir+json`)."""
 
-    def __init__(self, url: str, secret: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, secret: str, *, timeout: float = 5.0,
+                 content_type: str = "application/json") -> None:
         self._url = url
         self._secret = secret
+        self._content_type = content_type
         self._client = httpx.Client(timeout=timeout)
 
     def deliver(self, key: str, payload: dict[str, Any]) -> None:
         body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {
-            "Content-Type": "application/json",
+            "Content-Type": self._content_type,
             "Idempotency-Key": key,
             "X-Hemmon-Timestamp": timestamp,
             "X-Hemmon-Signature": sign(self._secret, timestamp, body),

@@ -128,6 +128,7 @@ def _run(settings: Settings) -> int:
 def _serve(settings: Settings, pipelines: int) -> int:
     from hemmon.alerts.signin import auth_from_settings
 
+    from .notifier import journal_for
     from .service import Service, ServiceConfig
 
     service = Service(ServiceConfig(
@@ -145,6 +146,8 @@ def _serve(settings: Settings, pipelines: int) -> int:
         log_level=settings.log_level,
         webhook=settings.webhook(),
         auth=auth_from_settings(settings),
+        journal=journal_for(settings),
+        fhir_system=settings.fhir_system,
     ))
     service.start()
     try:

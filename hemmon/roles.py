@@ -24,7 +24,7 @@ from hemmon.ingest.mqtt import MqttSource
 
 from .db import open_pool
 from .distributed import KafkaConfig, StageRunner, Topics, Watchdog, alerts_app, worker_app
-from .notifier import NotifierThread
+from .notifier import NotifierThread, journal_for
 from .pipeline import replay_rejection, utc_now
 from .service import check_port_free, role_app
 from .settings import Settings, mqtt_address
@@ -132,8 +132,10 @@ def run_alerts(settings: Settings) -> int:
         stage.open()
         sweeper.open()
         pool = open_pool(url)
-        if (webhook := settings.webhook()) is not None:
-            notifier = NotifierThread(url, WebhookNotifier(*webhook), utc_now)
+        webhook, journal = settings.webhook(), journal_for(settings)
+        if webhook is not None or journal is not None:
+            pager = WebhookNotifier(*webhook) if webhook else None
+            notifier = NotifierThread(url, pager, utc_now, journal=journal)
             notifier.start()
         watchdog = Watchdog("alerts", (stage,), settings.stall_seconds)
         app = alerts_app(kafka, stage, sweeper, watchdog, sweep_seconds=settings.sweep_seconds)
@@ -144,12 +146,14 @@ def run_alerts(settings: Settings) -> int:
             with opened.connection() as conn:
                 return replay_rejection(conn, rejection_id, utc_now)
 
+        from hemmon.alerts.fhir_export import FhirSystems
         from hemmon.alerts.inbox import create_app
         from hemmon.alerts.signin import auth_from_settings
 
         server = _http_thread(create_app(pool, secret_key=secret, clock=utc_now, ready=started,
                                          replay=replay, auth=auth_from_settings(settings),
-                                         zone=settings.zone),
+                                         zone=settings.zone,
+                                         fhir_systems=FhirSystems(settings.fhir_system)),
                               settings)
         log.info("hemmon alerts running: inbox on http://%s:%d/", settings.http_host,
                  settings.http_port)

@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 import uvicorn
 from paho.mqtt.enums import MQTTProtocolVersion
 
+from hemmon.alerts.fhir_export import FhirSystems
 from hemmon.alerts.inbox import create_app
 from hemmon.alerts.notify import WebhookNotifier
 from hemmon.alerts.signin import AuthConfig
 
 from .db import open_pool
-from .notifier import NotifierThread
+from .notifier import Journal, NotifierThread
 from .pipeline import STOCKHOLM, Clock, replay_rejection, utc_now
 from .runner import EmbeddedRunner
 from .settings import MqttAddress, SettingsError
@@ -51,6 +52,10 @@ class ServiceConfig:
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
     auth: AuthConfig | None = None
     """Sign-in (identity provider, sessions); None: service tokens and codes, plain cookies."""
+    journal: Journal | None = None
+    """The region's FHIR journal, fed with the alerts' history; None: not connected."""
+    fhir_system: str = "urn:hemmon"
+    """The base of the region's identifier systems in what hemmon exports (FHIR)."""
 
 
 def free_port() -> int:
@@ -111,10 +116,10 @@ class Service:
             pipelines=config.pipelines, log_level=config.log_level,
         )
         self.notifier: NotifierThread | None = None
-        if config.webhook is not None:
-            url, secret = config.webhook
-            self.notifier = NotifierThread(config.database_url, WebhookNotifier(url, secret),
-                                           config.clock)
+        if config.webhook is not None or config.journal is not None:
+            pager = WebhookNotifier(*config.webhook) if config.webhook else None
+            self.notifier = NotifierThread(config.database_url, pager, config.clock,
+                                           journal=config.journal)
         self._pool: Any = None
         self.server: uvicorn.Server | None = None
 
@@ -134,7 +139,8 @@ class Service:
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
                          ready=lambda: self.runner.ready, replay=replay,
-                         auth=self.config.auth, zone=self.config.zone)
+                         auth=self.config.auth, zone=self.config.zone,
+                         fhir_systems=FhirSystems(self.config.fhir_system))
         if self.notifier is not None:
             self.notifier.start()
         self.server = uvicorn.Server(

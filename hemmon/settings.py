@@ -52,6 +52,15 @@ def _loopback(host: str | None) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+def _identifier_system(value: str) -> str:
+    parts = urlsplit(value)
+    if not (value.startswith("urn:") or (parts.scheme in ("http", "https") and parts.hostname)):
+        raise ValueError("not a urn: or http(s):// URI (the region's identifier system)")
+    if value.endswith(("/", ":")):
+        raise ValueError("give the system without a trailing / or :")
+    return value
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -87,6 +96,9 @@ class Settings(BaseSettings):
     timezone: Annotated[str, AfterValidator(_timezone)] = "Europe/Stockholm"
     webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
     webhook_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
+    journal_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    journal_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
+    fhir_system: Annotated[str, AfterValidator(_identifier_system)] = "urn:hemmon"
     escalate_after_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
     pipelines: Annotated[int, Field(ge=0, le=64)] | None = None
     """`hemmon run`'s pipeline processes (0: in the receiving process); default: one
@@ -155,6 +167,15 @@ class Settings(BaseSettings):
             return self.pipelines
         return max(1, (os.cpu_count() or 2) - 1)
 
+    def journal(self) -> tuple[str, str] | None:
+        """(FHIR base URL, signing secret) of the region's journal; both or neither."""
+        if self.journal_url is None and self.journal_secret is None:
+            return None
+        if self.journal_url is None or self.journal_secret is None:
+            missing = "HEMMON_JOURNAL_SECRET" if self.journal_url else "HEMMON_JOURNAL_URL"
+            raise SettingsError(f"{missing} is not set: the journal needs a URL and a secret")
+        return self.journal_url, self.journal_secret.get_secret_value()
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -175,7 +196,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         error = exc.errors(include_url=False)[0]
         name = f"HEMMON_{str(error['loc'][0]).upper()}" if error["loc"] else "HEMMON_*"
         shown = redact(str(error.get("input", "")))
-        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET", "HEMMON_OIDC_CLIENT_SECRET"):
+        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET", "HEMMON_OIDC_CLIENT_SECRET",
+                    "HEMMON_JOURNAL_SECRET"):
             shown = "***"
         raise SettingsError(f"setting {name} has value {shown!r}: {error['msg']}") from exc
 
