@@ -1,0 +1,55 @@
+"""The benchmark's pure helpers: /proc accounting, percentiles, the backlog it queues."""
+
+from __future__ import annotations
+
+import json
+
+from bench.drain import make_backlog
+from bench.embedded import percentile_ms
+from bench.procs import Stat, parse_peak_rss_kib, parse_stat, tree_ticks
+from hemmon.simulator import virtual_patients
+
+# a real line's shape: the name holds a space and a ")"
+STAT = ("4242 (hemmon run) x) S 4200 4242 4200 0 -1 4194560 100 0 0 0 "
+        "150 25 7 3 20 0 3 0 900 1000000 2000 18446744073709551615")
+
+
+def test_stat_reads_parent_and_ticks_past_an_awkward_name() -> None:
+    assert parse_stat(STAT) == Stat(ppid=4200, ticks=175, children_ticks=10)
+
+
+def test_tree_counts_descendants_and_reaped_children_not_others() -> None:
+    stats = {
+        1: Stat(0, 1000, 0),
+        10: Stat(1, 5, 2),    # the root: own 5, reaped children 2
+        11: Stat(10, 7, 0),   # a pipeline process
+        12: Stat(11, 3, 1),   # its child
+        13: Stat(10, 100, 0),  # excluded (the benchmark's own session)
+        20: Stat(1, 50, 0),   # not in the tree
+    }
+    assert tree_ticks(stats, 10) == 5 + 2 + 7 + 3 + 1 + 100
+    assert tree_ticks(stats, 10, exclude={13}) == 5 + 2 + 7 + 3 + 1
+    assert tree_ticks(stats, 99) == 0
+
+
+def test_peak_rss_from_status() -> None:
+    assert parse_peak_rss_kib("Name:\themmon\nVmPeak:\t 9000 kB\nVmHWM:\t  108544 kB\n") == 108544
+    assert parse_peak_rss_kib("Name:\tzombie\nState:\tZ\n") == 0
+
+
+def test_percentiles_in_milliseconds() -> None:
+    values = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    assert round(percentile_ms(values, 50), 1) == 50.5
+    assert 99 <= percentile_ms(values, 99) <= 100
+    assert percentile_ms([0.5], 99) == 0.0
+
+
+def test_backlog_counts_readings_and_rows_alike() -> None:
+    patients = virtual_patients(4, prefix="t")
+    load = make_backlog(patients, 300, red_every=10)
+    bodies = [json.loads(b) for payloads in load.by_topic.values() for b in payloads]
+    assert load.messages == len(bodies) == 300
+    assert load.readings == len(load.rows) == sum(len(b["measurements"]) for b in bodies) == 600
+    assert len(load.by_topic) == 4
+    red = [m for b in bodies for m in b["measurements"] if m["type"] == "spo2" and m["value"] < 90]
+    assert len(red) == 10  # every 10th of the 100 oximeter messages
