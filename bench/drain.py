@@ -54,7 +54,7 @@ from bench.embedded import (
     publisher_rate,
     write_results,
 )
-from bench.kafka import machine_busy, postmaster
+from bench.kafka import end, machine_busy, postmaster, stop_on_sigterm
 from bench.procs import PeakRss, cpu_seconds
 from hemmon.ingest.topics import readings_topic
 from hemmon.service import free_port
@@ -148,7 +148,7 @@ class Hemmon:
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(30)
+            end(self.process)
             self.process = None
 
 
@@ -209,12 +209,18 @@ def drain_hemmon(hemmon: Hemmon, url: str, expected: int, pids: dict[str, int],
             }, peak
 
 
+def step(text: str) -> None:
+    """Progress on stderr: a long run shows where it is."""
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smaller backlog, a smoke run")
     parser.add_argument("--messages", type=int, help="backlog size (default 30,000)")
     parser.add_argument("--patients", type=int, default=1000)
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     messages = args.messages or (6000 if args.quick else 30_000)
     latency_seconds = 5.0 if args.quick else 20.0
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "machine": machine(),
@@ -224,18 +230,25 @@ def main(argv: list[str] | None = None) -> int:
         load = make_backlog(patients, messages)
         hemmon = Hemmon(url, broker.port)
         try:
+            step("hemmon run: start once and stop (its persistent session)")
             results["hemmon_idle_start"] = prime_hemmon(hemmon)
             mq.prime_session(broker.port)
+            step("queueing the backlog")
             results["backlog"] = {"patients": len(patients), "messages": load.messages,
                                   "readings": load.readings,
                                   "publisher": mq.publish_backlog(broker.port, load.by_topic)}
+            step("ceiling: the bare paho drain")
             results["bare_paho"] = mq.bare_drain(broker.port, load.messages)
+            step("ceiling: binary COPY")
             results["ceiling_copy_readings_per_s"] = copy_rate(url, load.rows)
             pids = {"postgresql": postmaster(pg.port), "mosquitto": broker.process.pid}
-            drained, peak = drain_hemmon(hemmon, url, load.readings, pids,
-                                         results["hemmon_idle_start"]["startup_cpu_seconds"])
+            step("hemmon run drains the backlog")
+            idle_cpu = results["hemmon_idle_start"]["startup_cpu_seconds"]
+            drained, peak = drain_hemmon(hemmon, url, load.readings, pids, idle_cpu,
+                                         timeout=180 if args.quick else 900)
             drained["messages_per_s"] = load.messages / drained["seconds"]
             results["hemmon"] = drained
+            step("the live rate")
             results["latency"] = latency(broker.port, [p.device_id for p in patients], 1000.0,
                                          latency_seconds)
             peak.sample()

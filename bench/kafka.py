@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -124,7 +125,7 @@ class Roles:
     def stop_one(self, name: str) -> None:
         process, _ = self.processes.pop(name)
         process.terminate()
-        process.wait(30)
+        end(process)
 
     def metric(self, name: str, **labels: str) -> float:
         """A metric summed over every role."""
@@ -137,7 +138,23 @@ class Roles:
         for process, _ in self.processes.values():
             process.terminate()
         for process, _ in self.processes.values():
-            process.wait(30)
+            end(process)
+
+
+def end(process: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """Wait for a terminated process; kill it if it does not stop (a benchmark must not
+    leave a process spinning on a shared machine)."""
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so that every `finally` stops
+    the processes the benchmark started."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 @contextmanager
@@ -256,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small loads, a smoke run")
     parser.add_argument("--patients", type=int, default=2000)
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     messages = 6000 if args.quick else 40_000
     ceiling_messages = 10_000 if args.quick else 50_000
     latency_seconds = 5.0 if args.quick else 20.0
