@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from bench.drain import make_backlog
+import pytest
+
+from bench.drain import hemmon_env, make_backlog, passed_settings
 from bench.embedded import percentile_ms
 from bench.procs import Stat, parse_peak_rss_kib, parse_stat, tree_ticks
 from hemmon.simulator import virtual_patients
@@ -53,3 +55,18 @@ def test_backlog_counts_readings_and_rows_alike() -> None:
     assert len(load.by_topic) == 4
     red = [m for b in bodies for m in b["measurements"] if m["type"] == "spo2" and m["value"] < 90]
     assert len(red) == 10  # every 10th of the 100 oximeter messages
+
+
+def test_tuning_settings_reach_hemmon_and_the_run_s_addresses_win(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEMMON_PIPELINES", "3")
+    monkeypatch.setenv("HEMMON_BATCH_MAX", "500")
+    monkeypatch.setenv("HEMMON_DATABASE_URL", "postgresql://elsewhere/db")
+    env = hemmon_env("postgresql://bench/db", 1883, 8081)
+    assert env["HEMMON_PIPELINES"] == "3"
+    assert env["HEMMON_BATCH_MAX"] == "500"  # ours, over the benchmark's default
+    assert env["HEMMON_DATABASE_URL"] == "postgresql://bench/db"
+    assert env["HEMMON_MQTT_URL"] == "mqtt://127.0.0.1:1883"
+    recorded = passed_settings()
+    assert recorded["HEMMON_PIPELINES"] == "3"
+    assert "HEMMON_DATABASE_URL" not in recorded
