@@ -287,9 +287,12 @@ def latency(port: int, devices: list[str], readings_per_s: float, seconds: float
 
 
 def publisher_rate(lat: dict[str, float]) -> str:
+    """The publisher's achieved rate beside its target, flagged when it fell behind."""
+    short = lat["publisher_readings_per_s"] < 0.95 * lat["rate_readings_per_s"]
     return (f"{lat['publisher_readings_per_s']:,.0f} readings/s"
             f" (target {lat['rate_readings_per_s']:,.0f}; at most"
-            f" {lat['publisher_max_behind_ms']:.0f} ms behind schedule)")
+            f" {lat['publisher_max_behind_ms']:.0f} ms behind schedule)"
+            + ("  PUBLISHER TOO SLOW: these latencies are not hemmon's alone" if short else ""))
 
 
 def machine() -> dict[str, str]:

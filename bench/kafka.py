@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.embedded import (
     _ready,
@@ -82,6 +83,25 @@ def kafka_ceiling(bootstrap: str, count: int) -> float:
         return count / (time.perf_counter() - started)
 
     return asyncio.run(run())
+
+
+def create_topics(bootstrap: str, raw: str, partitions: int) -> None:
+    """Create the path's topics (named from the raw topic's stem, as hemmon names them)
+    before any role starts. The roles declare them too, but a role that subscribes while
+    another is creating a topic was seen to be left without it until faust's next metadata
+    refresh, minutes later ("Ignoring missing topic"), which a benchmark would time."""
+    stem = raw.removesuffix(".raw")
+    names = [raw, *(f"{stem}.{t}" for t in ("readings", "findings", "rejected"))]
+
+    async def run() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
 
 
 class Roles:
@@ -160,6 +180,7 @@ def stop_on_sigterm() -> None:
 @contextmanager
 def running_roles(url: str, mqtt_port: int, bootstrap: str) -> Iterator[Roles]:
     roles = Roles(url, mqtt_port, bootstrap)
+    create_topics(bootstrap, roles.env["HEMMON_KAFKA_TOPIC"], PARTITIONS)
     try:
         roles.start("alerts", "alerts")
         for i in range(WORKERS):

@@ -44,6 +44,7 @@ from bench.kafka import (
     PARTITIONS,
     WORKERS,
     Roles,
+    create_topics,
     kafka_ceiling,
     latency,
     machine_busy,
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         url, patients = bench_database(pg, 2 * args.patients)
         load = make_backlog(patients[:args.patients], messages)
         roles = Roles(url, broker.port, kafka_broker.bootstrap)
+        create_topics(kafka_broker.bootstrap, roles.env["HEMMON_KAFKA_TOPIC"], PARTITIONS)
         try:
             step("bridge: start once and stop (its persistent session)")
             roles.start("bridge", "bridge")
@@ -174,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             results["ceiling_kafka_records_per_s"] = kafka_ceiling(kafka_broker.bootstrap,
                                                                    load.messages)
             step("starting the alert service and the workers")
-            # one after the other: an alert service that starts beside the workers on a
-            # new cluster was seen never to be assigned the findings topic
-            roles.start("alerts", "alerts")
+            roles.launch("alerts", "alerts")
             for i in range(WORKERS):
                 roles.launch(f"worker-{i}", "worker", HEMMON_WORKER_CLIENT_ID=f"bench-w{i}")
             for name in list(roles.processes):

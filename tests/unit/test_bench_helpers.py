@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.drain import hemmon_env, make_backlog, passed_settings
-from bench.embedded import percentile_ms
+from bench.embedded import percentile_ms, publisher_rate
 from bench.procs import Stat, parse_peak_rss_kib, parse_stat, tree_ticks
 from hemmon.simulator import virtual_patients
 
@@ -70,3 +70,10 @@ def test_tuning_settings_reach_hemmon_and_the_run_s_addresses_win(
     recorded = passed_settings()
     assert recorded["HEMMON_PIPELINES"] == "3"
     assert "HEMMON_DATABASE_URL" not in recorded
+
+
+def test_a_publisher_behind_its_target_is_flagged() -> None:
+    on_time = {"publisher_readings_per_s": 998.0, "rate_readings_per_s": 1000.0,
+               "publisher_max_behind_ms": 4.0}
+    assert "TOO SLOW" not in publisher_rate(on_time)
+    assert "TOO SLOW" in publisher_rate({**on_time, "publisher_readings_per_s": 800.0})
