@@ -34,16 +34,20 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 
 from bench import backlog as mq
+from bench import profile as profiler
 from bench.embedded import (
     KINDS,
+    RESULTS,
     Row,
     _ready,
     bench_database,
@@ -121,12 +125,16 @@ class Hemmon:
     http_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> float:
-        """Start and wait for /readyz; the seconds it took."""
+    def start(self, timeout: float = 60, on_spawn: Callable[[int], None] | None = None
+              ) -> float:
+        """Start and wait for /readyz; the seconds it took. `on_spawn(pid)` runs as soon as
+        the process exists."""
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "hemmon.cli", "run"],
             env=hemmon_env(self.url, self.mqtt_port, self.http_port))
+        if on_spawn is not None:
+            on_spawn(self.process.pid)
         deadline = time.monotonic() + timeout
         while not _ready(self.http_port):
             if self.process.poll() is not None:
@@ -163,9 +171,17 @@ def prime_hemmon(hemmon: Hemmon) -> dict[str, float]:
 
 
 def drain_hemmon(hemmon: Hemmon, url: str, expected: int, pids: dict[str, int],
-                 startup_cpu: float, timeout: float = 900) -> tuple[dict[str, Any], PeakRss]:
+                 startup_cpu: float, timeout: float = 900, profile_to: Path | None = None
+                 ) -> tuple[dict[str, Any], PeakRss]:
     """Start hemmon on its queued backlog and time until all `expected` readings are
-    stored and evaluated. `pids`: other process trees whose CPU time counts."""
+    stored and evaluated. `pids`: other process trees whose CPU time counts.
+    `profile_to`: a py-spy profile of hemmon's drain goes there."""
+    recorders: list[subprocess.Popen[bytes]] = []
+
+    def record(pid: int) -> None:
+        if profile_to is not None:
+            recorders.append(profiler.start(pid, profile_to))
+
     with psycopg.connect(url, autocommit=True) as poll:
         own = poll.execute("SELECT pg_backend_pid()").fetchone()
         excluded = {int(own[0])} if own else set()
@@ -176,7 +192,7 @@ def drain_hemmon(hemmon: Hemmon, url: str, expected: int, pids: dict[str, int],
 
         before = {name: cpu_seconds(pid, excluded) for name, pid in pids.items()}
         busy_before = machine_busy()
-        startup = hemmon.start()
+        startup = hemmon.start(on_spawn=record)
         peak = PeakRss(hemmon.pid)
         deadline = time.monotonic() + timeout
         last_sample, evaluated, count = 0.0, 0.0, 0
@@ -192,6 +208,8 @@ def drain_hemmon(hemmon: Hemmon, url: str, expected: int, pids: dict[str, int],
                                    f" of {expected} readings")
             time.sleep(0.1)
         done = time.time()
+        for recorder in recorders:
+            profiler.stop(recorder)
         cpu = {name: cpu_seconds(pid, excluded) - before[name] for name, pid in pids.items()}
         cpu["hemmon"] = max(0.0, cpu_seconds(hemmon.pid) - startup_cpu)
         busy_after = machine_busy()
@@ -219,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller backlog, a smoke run")
     parser.add_argument("--messages", type=int, help="backlog size (default 30,000)")
     parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profile of hemmon's drain (its figures are not figures)")
     args = parser.parse_args(argv)
     stop_on_sigterm()
     messages = args.messages or (6000 if args.quick else 30_000)
@@ -244,8 +264,15 @@ def main(argv: list[str] | None = None) -> int:
             pids = {"postgresql": postmaster(pg.port), "mosquitto": broker.process.pid}
             step("hemmon run drains the backlog")
             idle_cpu = results["hemmon_idle_start"]["startup_cpu_seconds"]
+            RESULTS.mkdir(exist_ok=True)
+            profile_to = (RESULTS / f"drain-profile-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.txt"
+                          if args.profile else None)
             drained, peak = drain_hemmon(hemmon, url, load.readings, pids, idle_cpu,
-                                         timeout=180 if args.quick else 900)
+                                         timeout=180 if args.quick else 900,
+                                         profile_to=profile_to)
+            if profile_to is not None:
+                results["profile"] = {"file": str(profile_to), "on_stack": dict(
+                    profiler.inclusive_shares(profile_to.read_text()))}
             drained["messages_per_s"] = load.messages / drained["seconds"]
             results["hemmon"] = drained
             step("the live rate")
@@ -297,6 +324,11 @@ def report(r: dict[str, Any]) -> None:
          f" ({lat['alerts_measured']} alerts, {lat['lost_feedback']} answers missing)"),
         ("  publisher achieved", publisher_rate(lat)),
     ]
+    if "profile" in r:
+        rows += [("PROFILED RUN (py-spy competes for the cores: not figures)",
+                  r["profile"]["file"])]
+        rows += [(f"  on the stack in {share:.0%} of samples", name)
+                 for name, share in r["profile"]["on_stack"].items()]
     print_table(rows)
 
 

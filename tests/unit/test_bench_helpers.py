@@ -9,6 +9,7 @@ import pytest
 from bench.drain import hemmon_env, make_backlog, passed_settings
 from bench.embedded import percentile_ms, publisher_rate
 from bench.procs import Stat, parse_peak_rss_kib, parse_stat, tree_ticks
+from bench.profile import inclusive_shares
 from hemmon.simulator import virtual_patients
 
 # a real line's shape: the name holds a space and a ")"
@@ -77,3 +78,18 @@ def test_a_publisher_behind_its_target_is_flagged() -> None:
                "publisher_max_behind_ms": 4.0}
     assert "TOO SLOW" not in publisher_rate(on_time)
     assert "TOO SLOW" in publisher_rate({**on_time, "publisher_readings_per_s": 800.0})
+
+
+def test_profile_shares_count_a_function_once_per_sample() -> None:
+    folded = "\n".join([
+        'process 7:"python -m hemmon.cli run";<module> (runpy.py:198);run (hemmon/pipeline.py:'
+        '80);load_series (/x/hemmon/rules/storage.py:42);load_series (/x/hemmon/rules/storage.py'
+        ':50) 3',
+        'process 7:"python -m hemmon.cli run";run (hemmon/pipeline.py:81);normalise'
+        ' (ingest/normalise.py:9) 1',
+        "not a sample line",
+    ])
+    shares = dict(inclusive_shares(folded))
+    assert shares == {"run (hemmon/pipeline.py)": 1.0,
+                      "load_series (rules/storage.py)": 0.75,
+                      "normalise (ingest/normalise.py)": 0.25}
