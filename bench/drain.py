@@ -204,8 +204,10 @@ def drain_hemmon(hemmon: Hemmon, url: str, expected: int, pids: dict[str, int],
             if evaluated >= expected and (count := stored()) >= expected:
                 break
             if time.monotonic() > deadline:
+                hint = (" (all stored: does /metrics count every pipeline process?)"
+                        if stored() >= expected else "")
                 raise TimeoutError(f"hemmon stored {stored()} and evaluated {evaluated:.0f}"
-                                   f" of {expected} readings")
+                                   f" of {expected} readings{hint}")
             time.sleep(0.1)
         done = time.time()
         for recorder in recorders:
@@ -305,7 +307,8 @@ def report(r: dict[str, Any]) -> None:
         ("  queued by mosquitto_pub (not timed)",
          f"{b['publisher']['messages_per_s']:,.0f} messages/s"),
         ("ceiling: bare paho drains the backlog (QoS 1)",
-         f"{bare['messages_per_s']:,.0f} messages/s ({bare['seconds']:.1f} s)"),
+         f"{bare['messages_per_s']:,.0f} messages/s ="
+         f" {b['readings'] / bare['seconds']:,.0f} readings/s ({bare['seconds']:.1f} s)"),
         ("ceiling: binary COPY of the same rows",
          f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
         ("hemmon run drains it (stored and evaluated)",

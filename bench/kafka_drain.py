@@ -217,7 +217,8 @@ def report(r: dict[str, Any]) -> None:
         ("  queued by mosquitto_pub (not timed)",
          f"{b['publisher']['messages_per_s']:,.0f} messages/s"),
         ("ceiling: bare paho drains the backlog (QoS 1)",
-         f"{bare['messages_per_s']:,.0f} messages/s ({bare['seconds']:.1f} s)"),
+         f"{bare['messages_per_s']:,.0f} messages/s ="
+         f" {b['readings'] / bare['seconds']:,.0f} readings/s ({bare['seconds']:.1f} s)"),
         ("ceiling: binary COPY of the same rows",
          f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
         ("ceiling: aiokafka produce -> consume (acks=all)",
