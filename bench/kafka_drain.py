@@ -218,7 +218,8 @@ def report(r: dict[str, Any]) -> None:
          f"{b['publisher']['messages_per_s']:,.0f} messages/s"),
         ("ceiling: bare paho drains the backlog (QoS 1)",
          f"{bare['messages_per_s']:,.0f} messages/s ="
-         f" {b['readings'] / bare['seconds']:,.0f} readings/s ({bare['seconds']:.1f} s)"),
+         f" {b['readings'] / bare['seconds']:,.0f} readings/s ({bare['seconds']:.1f} s;"
+         f" {1000 * bare['cpu_seconds'] / b['readings']:.3f} CPU s per 1,000 readings)"),
         ("ceiling: binary COPY of the same rows",
          f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
         ("ceiling: aiokafka produce -> consume (acks=all)",
