@@ -84,7 +84,8 @@ def cpu_seconds(root: int, exclude: Iterable[int] = ()) -> float:
 class PeakRss:
     """The peak resident memory of a tree, summed over its processes: each process's
     VmHWM is kept as seen at every `sample()`, so a process that exits between samples
-    still counts with what it last showed."""
+    still counts with what it last showed. Pages that forked processes share are counted
+    in each of them, so for a tree of forks the sum is an upper bound."""
 
     root: int
     peaks_kib: dict[int, int] = field(default_factory=dict)
