@@ -34,8 +34,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from hemmon.db import migrate
 from hemmon.roster import RosterFile, load_roster
+from hemmon.service import free_port
 from hemmon.simulator import VirtualPatient, roster_for, virtual_patients
-from tests.services import PostgresServer, free_port, mosquitto, postgres_server
+from tests.services import PostgresServer, mosquitto, postgres_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KINDS = (  # (readings in the message, measurements)
@@ -118,11 +119,18 @@ def broker_ceiling(port: int, count: int) -> float:
     return received / elapsed
 
 
+Row = tuple[str, str, str, float, datetime, datetime, str, bool, str, bool | None]
+
+
 def copy_ceiling(url: str, rows: int) -> float:
     """Binary COPY of readings-shaped rows into the readings table, readings/s."""
     now = datetime.now(UTC)
-    data = [(f"p-{i % 1000}", f"d-{i % 1000}", "heart_rate", 70.0 + i % 30, now, now,
-             "native", False, f"c-{i}", None) for i in range(rows)]
+    return copy_rate(url, [(f"p-{i % 1000}", f"d-{i % 1000}", "heart_rate", 70.0 + i % 30, now,
+                            now, "native", False, f"c-{i}", None) for i in range(rows)])
+
+
+def copy_rate(url: str, data: list[Row]) -> float:
+    """Binary COPY of `data` into the readings table (emptied again after), readings/s."""
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
         with conn.cursor() as cur, cur.copy(
@@ -137,7 +145,7 @@ def copy_ceiling(url: str, rows: int) -> float:
         elapsed = time.perf_counter() - started
         conn.execute("TRUNCATE readings")
         conn.commit()
-    return rows / elapsed
+    return len(data) / elapsed
 
 
 def wait_for(check: Callable[[], bool], timeout: float, poll: float = 0.05) -> float:
@@ -198,11 +206,13 @@ def throughput(url: str, port: int, devices: list[str], messages: int,
 
 
 def paced(port: int, readings_per_s: float, seconds: float, first_index: int,
-          publish_one: Callable[[mqtt.Client, int], bool],
-          on_feedback: Callable[[str, float], None], settle: float = 2.0) -> None:
+          publish_one: Callable[[mqtt.Client, int], int],
+          on_feedback: Callable[[str, float], None], settle: float = 2.0) -> dict[str, float]:
     """Publish at a fixed rate of readings for `seconds`: `publish_one(client, index)`
-    sends message `index` (False: stop early); `on_feedback(message_id, arrival)` hears
-    every device feedback. Waits `settle` seconds for the last answers."""
+    sends message `index` and returns its readings (0: stop early); `on_feedback(message_id,
+    arrival)` hears every device feedback. Waits `settle` seconds for the last answers.
+    Returns what the publisher achieved, to print beside the target: a latency measured
+    behind a publisher that cannot keep the rate measures the publisher."""
     sub = client(port, "bench-feedback")
     sub.on_message = lambda _c, _u, msg: on_feedback(json.loads(msg.payload)["message_id"],
                                                      time.perf_counter())
@@ -213,19 +223,27 @@ def paced(port: int, readings_per_s: float, seconds: float, first_index: int,
     pub.connect("127.0.0.1", port)
     pub.loop_start()
     time.sleep(0.5)
-    interval = sum(k[0] for k in KINDS) / len(KINDS) / readings_per_s
     started = time.perf_counter()
-    index = first_index
+    index, published, behind = first_index, 0, 0.0
     while time.perf_counter() - started < seconds:
-        if not publish_one(pub, index):
+        due = started + published / readings_per_s
+        behind = max(behind, time.perf_counter() - due)
+        sent = publish_one(pub, index)
+        if not sent:
             break
+        published += sent
         index += 1
-        delay = started + (index - first_index) * interval - time.perf_counter()
+        delay = started + published / readings_per_s - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+    elapsed = time.perf_counter() - started
     time.sleep(settle)
     sub.loop_stop()
     pub.loop_stop()
+    return {"target_readings_per_s": readings_per_s,
+            "achieved_readings_per_s": published / elapsed if elapsed > 0 else 0.0,
+            "messages": index - first_index, "readings": published,
+            "max_behind_schedule_ms": behind * 1000}
 
 
 def percentile_ms(values: list[float], q: int) -> float:
@@ -233,7 +251,7 @@ def percentile_ms(values: list[float], q: int) -> float:
 
 
 def latency(port: int, devices: list[str], readings_per_s: float, seconds: float,
-            red_every: int = 50) -> dict[str, float]:
+            red_every: int = 50, settle: float = 2.0) -> dict[str, float]:
     """Publish at a fixed rate; time from publish to the device's feedback (sent after the
     batch commits, alerts included), for all messages and for those that open or update
     an alert."""
@@ -248,21 +266,33 @@ def latency(port: int, devices: list[str], readings_per_s: float, seconds: float
                 at, red = sent.pop(key)
                 (alerted if red else stored).append(now - at)
 
-    def publish_one(pub: mqtt.Client, index: int) -> bool:
+    def publish_one(pub: mqtt.Client, index: int) -> int:
         red = index % red_every == 0
-        _, body = message(index, red=red)
+        count, body = message(index, red=red)
         with lock:
             sent[f"m-{index}"] = (time.perf_counter(), red)
         pub.publish(f"hemmon/v1/devices/{devices[index % len(devices)]}/readings", body, qos=1)
-        return True
+        return count
 
-    paced(port, readings_per_s, seconds, 10_000_000, publish_one, on_feedback)
+    publisher = paced(port, readings_per_s, seconds, 10_000_000, publish_one, on_feedback,
+                      settle)
     return {"rate_readings_per_s": readings_per_s, "seconds": seconds,
+            "publisher_readings_per_s": publisher["achieved_readings_per_s"],
+            "publisher_max_behind_ms": publisher["max_behind_schedule_ms"],
             "stored_p50_ms": percentile_ms(stored, 50),
             "stored_p99_ms": percentile_ms(stored, 99),
             "alert_p50_ms": percentile_ms(alerted, 50),
             "alert_p99_ms": percentile_ms(alerted, 99),
             "alerts_measured": len(alerted), "lost_feedback": len(sent)}
+
+
+def publisher_rate(lat: dict[str, float]) -> str:
+    """The publisher's achieved rate beside its target, flagged when it fell behind."""
+    short = lat["publisher_readings_per_s"] < 0.95 * lat["rate_readings_per_s"]
+    return (f"{lat['publisher_readings_per_s']:,.0f} readings/s"
+            f" (target {lat['rate_readings_per_s']:,.0f}; at most"
+            f" {lat['publisher_max_behind_ms']:.0f} ms behind schedule)"
+            + ("  PUBLISHER TOO SLOW: these latencies are not hemmon's alone" if short else ""))
 
 
 def machine() -> dict[str, str]:
@@ -348,6 +378,7 @@ def report(r: dict[str, Any]) -> None:
         ("  ratio to the COPY ceiling (readings)", f"{r['ratio_to_copy']:.2f}"),
         (f"at {lat['rate_readings_per_s']:,.0f} readings/s: publish -> stored, p50 / p99",
          f"{lat['stored_p50_ms']:.1f} / {lat['stored_p99_ms']:.1f} ms"),
+        ("  publisher achieved (target beside it)", publisher_rate(lat)),
         ("  publish -> alert, p50 / p99",
          f"{lat['alert_p50_ms']:.1f} / {lat['alert_p99_ms']:.1f} ms"
          f" ({lat['alerts_measured']} alerts)"),
