@@ -127,22 +127,28 @@ class _Evaluator:
                  now: datetime | None) -> None:
         self.patient_id, self.version, self.series = patient_id, version, series
         self.zone, self.now = zone, now
+        self.thresholds: dict[MeasurementType, ThresholdRule] = {}
 
     def confirmed(self, rule: ThresholdRule | ChangeRule, target: Point, out: Outcome,
-                  breaks: Callable[[Point], bool]) -> bool:
-        """Whether a breaking reading may alert now, under the rule's `confirm` wait: yes
-        when a reading just before it broke too (confirmed) or the wait is over without a
-        re-measurement; no when a re-measurement came within the wait (it decides), or the
-        wait is still running (then it is pending)."""
+                  breaks: Callable[[Point], bool], normal: Callable[[Point], bool]) -> bool:
+        """Whether a breaking reading may alert now, under the rule's `confirm` wait.
+
+        Yes when a reading just before it broke too (it confirms), when a re-measurement
+        within the wait is neither normal nor breaking (a value at the limit confirms), or
+        when the wait is over without one. No when every re-measurement is clearly normal
+        (cold fingers, stairs), when a re-measurement breaks (it alerts itself, confirmed by
+        this one), or while the wait is still running (then it is pending)."""
         if rule.confirm is None:
             return True
         own = self.series.get(target.type, ())
         before = _window(own, target.measured_at - rule.confirm, target.measured_at)
         if any(p.measured_at < target.measured_at and breaks(p) for p in before):
             return True
-        after = _window(own, target.measured_at, target.measured_at + rule.confirm)
-        if any(p.measured_at > target.measured_at for p in after):
-            return False
+        after = [p for p in _window(own, target.measured_at,
+                                    target.measured_at + rule.confirm)
+                 if p.measured_at > target.measured_at]
+        if after:
+            return not any(normal(p) or breaks(p) for p in after)
         due = target.measured_at + rule.confirm
         if self.now is not None and self.now < due:
             out.pending.append(Pending(rule.key, target.key, target.measured_at, due))
@@ -164,8 +170,16 @@ class _Evaluator:
         crossed = threshold_level(rule, target.value)
         if crossed is not None:
             level, limit, direction = crossed
+            # A re-measurement is normal when it is back inside every limit on the side
+            # crossed by half the clearing margin: a COPD patient's 88 against a floor of
+            # 88 is at the limit and confirms; a pulse of 97 after a 123 against 100 is the
+            # patient at rest.
+            bound = _inner(rule, direction) + (
+                -_margin(rule) / 2 if direction == "above" else _margin(rule) / 2)
             if not self.confirmed(rule, target, out,
-                                  lambda p: threshold_level(rule, p.value) is not None):
+                                  lambda p: threshold_level(rule, p.value) is not None,
+                                  lambda p: (p.value <= bound if direction == "above"
+                                             else p.value >= bound)):
                 return
             out.findings.append(self.finding(
                 rule, target, level, target.value, limit, direction,
@@ -185,7 +199,15 @@ class _Evaluator:
         if not window:
             return None
         rise = rule.kind == "rise"
-        base = min(window, key=lambda p: p.value) if rise else max(window, key=lambda p: p.value)
+        if rule.baseline == "median":
+            values = sorted(p.value for p in window)
+            middle = len(values) // 2
+            value = (values[middle] if len(values) % 2
+                     else (values[middle - 1] + values[middle]) / 2)
+            base = Point(target.type, value, window[0].measured_at, "median")
+        else:
+            base = (min(window, key=lambda p: p.value) if rise
+                    else max(window, key=lambda p: p.value))
         return base, (target.value - base.value if rise else base.value - target.value)
 
     def _change_level(self, rule: ChangeRule, target: Point) -> tuple[Level, float] | None:
@@ -205,7 +227,8 @@ class _Evaluator:
         if stepped is None or found is None:
             return
         if not self.confirmed(rule, target, out,
-                              lambda p: self._change_level(rule, p) is not None):
+                              lambda p: self._change_level(rule, p) is not None,
+                              lambda p: self._change_level(rule, p) is None):
             return
         level, limit_value = stepped
         base, change = found
@@ -213,9 +236,11 @@ class _Evaluator:
         sign = "+" if rise else "−"
         unit = quantity(target.type, 0).split(" ", 1)[1]
         limit = f"{limit_value:.1f}".replace(".", ",")
+        span = (f"från medianen för {_days(rule.within)}" if rule.baseline == "median"
+                else f"på {_days(rule.within)}")
         out.findings.append(self.finding(
             rule, target, level, change, limit_value, "above" if rise else "below",
-            f"{NAMES[target.type]} {sign}{number(change)} {unit} på {_days(rule.within)}"
+            f"{NAMES[target.type]} {sign}{number(change)} {unit} {span}"
             f" ({number(base.value)} -> {quantity(target.type, target.value)}), gräns"
             f" {limit} {unit}"))
 
@@ -223,6 +248,12 @@ class _Evaluator:
         window = _window(self.series[target.type],
                          window_start(rule.within, target.measured_at, self.zone),
                          target.measured_at)
+        # A reading outside the single-reading limits has its own alert: left out, a
+        # two-day crisis does not become a week of notices about the mean (ESH 2023: the
+        # home mean follows the treatment's course, acute values are judged one by one).
+        limit_rule = self.thresholds.get(target.type)
+        if limit_rule is not None:
+            window = [p for p in window if threshold_level(limit_rule, p.value) is None]
         if len(window) < rule.min_count:
             return
         mean = sum(p.value for p in window) / len(window)
@@ -267,8 +298,7 @@ def excursion_ends(rule: ThresholdRule,
     """(point, whether an excursion ended there) along a series, with hysteresis: it ends
     when a value is back inside every limit by the margin, or after `clear_after` readings
     in a row inside the limits. A value hovering at a limit does not end it."""
-    margin = rule.clear_margin if rule.clear_margin is not None else (
-        CLEAR_MARGINS[rule.measurement])
+    margin = _margin(rule)
     active = False
     good = 0
     for point in series:
@@ -280,6 +310,18 @@ def excursion_ends(rule: ThresholdRule,
             if good >= rule.clear_after or _back_inside(rule, point.value, margin):
                 active, ended = False, True
         yield point, ended
+
+
+def _inner(rule: ThresholdRule, direction: str) -> float:
+    """The limit nearest to normal on one side (the yellow one where there is one)."""
+    if direction == "above":
+        return min(v for v in (rule.yellow_above, rule.red_above) if v is not None)
+    return max(v for v in (rule.yellow_below, rule.red_below) if v is not None)
+
+
+def _margin(rule: ThresholdRule) -> float:
+    return rule.clear_margin if rule.clear_margin is not None else (
+        CLEAR_MARGINS[rule.measurement])
 
 
 def _back_inside(rule: ThresholdRule, value: float, margin: float) -> bool:
@@ -306,6 +348,7 @@ def evaluate_points(
     Without it the series is taken as complete (history, tests): the wait is over.
     `zone` makes whole-day windows calendar days (HEMMON_TIMEZONE)."""
     evaluator = _Evaluator(patient_id, version, series, zone, now)
+    evaluator.thresholds = {r.measurement: r for r in rules if isinstance(r, ThresholdRule)}
     out = Outcome(findings=[], clears=[])
     vital = set(PARAMETERS)
     for target in targets:

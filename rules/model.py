@@ -120,6 +120,9 @@ class ChangeRule(_Rule):
     """An earlier, milder step: a change above this (but not `above`) is yellow."""
     confirm: Duration | None = None
     """As for a threshold: a re-measurement within this cancels or confirms the finding."""
+    baseline: Literal["extreme", "median"] = "extreme"
+    """What the change is measured from: the window's low (rise) or high (fall), or its
+    median, a personal baseline that one lucky or unlucky reading does not move."""
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> ChangeRule:

@@ -1,0 +1,80 @@
+"""The whole cohort for a seed: roster, messages in received order, and ground truth."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .population import START, Event, injected, profiles, roster
+from .timeline import simulate
+
+Sign = Callable[[str, float], bool]
+# "The first reading that shows it", by event kind: what a clinician would call abnormal.
+SIGNS: dict[str, Sign] = {
+    "hypertensive_crisis": lambda kind, v: (
+        (kind == "blood_pressure_systolic" and v > 180)
+        or (kind == "blood_pressure_diastolic" and v > 110)),
+    "hypoglycaemia": lambda kind, v: kind == "blood_glucose" and v < 3.9,
+    "sepsis": lambda kind, v: (kind == "body_temperature" and v > 38.0)
+    or (kind == "heart_rate" and v > 110),
+}
+
+
+@dataclass(frozen=True)
+class Cohort:
+    roster: dict[str, Any]
+    messages: list[dict[str, Any]]
+    truth: dict[str, Any]
+
+
+def _first_sign(event: Event, readings: list[tuple[datetime, str, float]],
+                floors: dict[str, float]) -> datetime | None:
+    sign: Sign
+    if event.kind == "copd_exacerbation":
+        floor = floors.get(event.patient_id, 90)
+
+        def sign(kind: str, v: float) -> bool:
+            return kind == "spo2" and v < floor
+    elif event.kind in SIGNS:
+        sign = SIGNS[event.kind]
+    else:
+        return None
+    return min((t for t, kind, v in readings
+                if event.start <= t <= event.end and sign(kind, v)), default=None)
+
+
+def cohort(patients: int, days: int, seed: int) -> Cohort:
+    """A simulated population with ground truth; the same arguments give the same data."""
+    rng = random.Random(seed)
+    people = profiles(patients, rng)
+    events = injected(people, days, rng)
+    floors = {p.patient_id: float(r["yellow_below"]) for p in people for r in p.rules
+              if r.get("measurement") == "spo2"}
+    messages: list[dict[str, Any]] = []
+    happenings: list[Event] = []
+    clinical: list[dict[str, Any]] = []
+    planned = taken = 0
+    for profile in people:
+        sim = simulate(profile, events, days, random.Random(rng.getrandbits(64)))
+        messages.extend(sim.messages)
+        happenings.extend(sim.happenings)
+        planned, taken = planned + sim.planned, taken + sim.taken
+        for event in sim.clinical:
+            sign = _first_sign(event, sim.readings, floors)
+            shown = {"first_sign": sign.astimezone(UTC).isoformat() if sign else None}
+            clinical.append(event.as_json() | shown)
+    messages.sort(key=lambda m: (m["received_at"], m["topic"],
+                                 str(m["payload"].get("message_id", ""))))
+    end = START + timedelta(days=days)
+    truth = {
+        "seed": seed, "patients": patients, "days": days,
+        "start": START.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat(),
+        "events": sorted(clinical, key=lambda e: (e["start"], e["patient_id"])),
+        "happenings": [h.as_json() for h in sorted(
+            happenings, key=lambda h: (h.start, h.patient_id, h.kind))],
+        "planned_sessions": planned, "taken_sessions": taken,
+    }
+    return Cohort(roster=roster(people), messages=messages, truth=truth)
