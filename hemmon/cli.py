@@ -200,6 +200,18 @@ def _bridge(settings: Settings) -> int:
     return 0
 
 
+def _cohort(args: argparse.Namespace) -> int:
+    from .cohort.run import write_cohort
+
+    if args.patients < 1 or args.days < 1:
+        print("hemmon: --patients and --days must be at least 1", file=sys.stderr)
+        return 2
+    figures = write_cohort(Path(args.out), patients=args.patients, days=args.days,
+                           seed=args.seed)
+    print(json.dumps({"out": args.out, "goals": figures["goals"]}, ensure_ascii=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hemmon", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -251,6 +263,12 @@ def parser() -> argparse.ArgumentParser:
     normalise.add_argument("--format", required=True,
                            choices=("native", "fhir", "omh", "withings", "ihealth"))
     normalise.add_argument("files", nargs="+")
+    cohort = sub.add_parser("cohort", help="a simulated population with ground truth, "
+                            "backtested: roster, messages, truth, report.html, evidence.json")
+    cohort.add_argument("--patients", type=int, default=100)
+    cohort.add_argument("--days", type=int, default=30)
+    cohort.add_argument("--seed", type=int, default=1)
+    cohort.add_argument("--out", required=True, help="folder for the files")
     return top
 
 
@@ -298,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _mosquitto_config(args)
             case "report":
                 return _report(settings, args)
+            case "cohort":
+                return _cohort(args)
             case _:
                 raise AssertionError(args.command)
     except (SettingsError, RosterError) as exc:

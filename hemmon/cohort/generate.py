@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from .population import START, Event, injected, profiles, roster
+from .population import START, Event, _iso, injected, profiles, roster
 from .timeline import simulate
 
 Sign = Callable[[str, float], bool]
@@ -64,14 +64,14 @@ def cohort(patients: int, days: int, seed: int) -> Cohort:
         planned, taken = planned + sim.planned, taken + sim.taken
         for event in sim.clinical:
             sign = _first_sign(event, sim.readings, floors)
-            shown = {"first_sign": sign.astimezone(UTC).isoformat() if sign else None}
+            shown = {"first_sign": _iso(sign) if sign else None}
             clinical.append(event.as_json() | shown)
     messages.sort(key=lambda m: (m["received_at"], m["topic"],
                                  str(m["payload"].get("message_id", ""))))
     end = START + timedelta(days=days)
     truth = {
         "seed": seed, "patients": patients, "days": days,
-        "start": START.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat(),
+        "start": _iso(START), "end": _iso(end),
         "events": sorted(clinical, key=lambda e: (e["start"], e["patient_id"])),
         "happenings": [h.as_json() for h in sorted(
             happenings, key=lambda h: (h.start, h.patient_id, h.kind))],

@@ -90,8 +90,11 @@ class Event:
 
     def as_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "patient_id": self.patient_id, "clinical": self.clinical,
-                "start": self.start.astimezone(UTC).isoformat(),
-                "end": self.end.astimezone(UTC).isoformat(), **self.detail}
+                "start": _iso(self.start), "end": _iso(self.end), **self.detail}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
 def _measures(groups: tuple[str, ...], rng: random.Random) -> frozenset[str]:
