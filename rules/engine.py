@@ -362,3 +362,29 @@ def evaluate_points(
             elif isinstance(rule, News2Rule) and target.type in vital:
                 evaluator.news2(rule, target, out)
     return out
+
+
+def evaluate_due(
+    patient_id: str,
+    rules: Sequence[Rule],
+    version: int,
+    series: Mapping[MeasurementType, Sequence[Point]],
+    pending: Iterable[Pending],
+    *,
+    now: datetime,
+    zone: ZoneInfo = STOCKHOLM,
+) -> Outcome:
+    """The findings of held-back readings whose wait has ended by `now` (the time-driven
+    half of `confirm`): only the pending rule's finding, so nothing is found twice; a
+    reading whose re-measurement came in the meantime is decided by it. Those still
+    waiting come back as pending."""
+    due = {(p.rule_key, p.reading_key, p.measured_at) for p in pending if p.due_at <= now}
+    later = [p for p in pending if p.due_at > now]
+    wanted = {(key, at) for _, key, at in due}
+    targets = sorted((p for points in series.values() for p in points
+                      if (p.key, p.measured_at) in wanted), key=lambda p: p.measured_at)
+    outcome = evaluate_points(patient_id, rules, version, series, targets, now=now, zone=zone)
+    return Outcome(
+        findings=[f for f in outcome.findings
+                  if (f.rule_key, f.reading_key, f.measured_at) in due],
+        clears=[], pending=later)

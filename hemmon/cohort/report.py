@@ -27,6 +27,12 @@ GOALS = {
     "non_actionable_within_goal": "Högst 0,1 icke-åtgärdbara larm per patientvecka",
 }
 W, H, PAD = 640, 180, 40
+MONTHS = ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec")
+
+
+def _day(moment: datetime) -> str:
+    local = moment.astimezone(STOCKHOLM)
+    return f"{local.day} {MONTHS[local.month - 1]}"
 
 
 def _num(value: float | None, decimals: int = 1) -> str:
@@ -80,9 +86,8 @@ def _chart(points: list[tuple[datetime, float]], start: datetime, end: datetime,
         f'{_num(high)}</text>',
         f'<text x="{PAD - 4}" y="{y(low):.0f}" font-size="11" text-anchor="end">'
         f'{_num(low)}</text>',
-        f'<text x="{PAD}" y="{H - 4}" font-size="11">{start.astimezone(STOCKHOLM):%d %b}</text>',
-        f'<text x="{W - PAD}" y="{H - 4}" font-size="11" text-anchor="end">'
-        f'{end.astimezone(STOCKHOLM):%d %b}</text>',
+        f'<text x="{PAD}" y="{H - 4}" font-size="11">{_day(start)}</text>',
+        f'<text x="{W - PAD}" y="{H - 4}" font-size="11" text-anchor="end">{_day(end)}</text>',
         f'<text x="{W / 2}" y="12" font-size="12" text-anchor="middle">{escape(label)}</text>',
         "</svg>",
     ]
@@ -146,7 +151,8 @@ def render(evidence: Mapping[str, Any], truth: Mapping[str, Any],
         "<!doctype html>", '<html lang="sv"><head><meta charset="utf-8">',
         "<title>hemmon: evidens från simulerad kohort</title>",
         "<style>body{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "table{border-collapse:collapse;font-size:14px}"
+        "td,th{border:1px solid #ccc;padding:4px 6px}"
         "th{background:#eef}</style></head><body>",
         "<h1>Evidens från en simulerad kohort</h1>",
         f"<p>{truth['patients']} simulerade patienter i {truth['days']} dygn (frö "
@@ -156,7 +162,7 @@ def render(evidence: Mapping[str, Any], truth: Mapping[str, Any],
         "<h2>Mål</h2><table>", goals, "</table>",
         "<h2>Upptäckta försämringar</h2><table><tr><th>Händelse</th><th>Antal</th>"
         "<th>Larmade</th><th>Sensitivitet</th><th>Mediandröjsmål (h)</th><th>Längsta (h)</th>"
-        "<th>Längsta från första avvikande mätning (min)</th></tr>", events, "</table>",
+        "<th>Från första avvikande mätning, längst (min)</th></tr>", events, "</table>",
         "<p>Dröjsmålet räknas från försämringens fysiologiska start, inte från den dag "
         "riktlinjens kriterium (t.ex. mer än 2 kg på 3 dygn) uppfylls.</p>",
         "<h2>Larmbörda per patientvecka</h2>", _bars(rows),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hemmon.ingest.model import MeasurementType as M
-from hemmon.rules.engine import Outcome, Point, evaluate_points, lookback
+from hemmon.rules.engine import Outcome, Point, evaluate_due, evaluate_points, lookback
 from hemmon.rules.model import ChangeRule, Level, MeanRule, Rule, ThresholdRule
 from hemmon.rules.templates import effective_rules
 
@@ -136,3 +136,17 @@ def test_merging_two_groups_keeps_the_wait() -> None:
                   if r.key == "threshold:blood_pressure_systolic"]
     assert isinstance(systolic, ThresholdRule)
     assert systolic.confirm == 15 * MIN
+
+
+def test_due_pending_readings_alert_once_and_only_for_their_rule() -> None:
+    pulse = ThresholdRule(measurement=M.HEART_RATE, yellow_above=100, red_above=120)
+    series = points(M.SPO2, [(0, 85)])
+    held = run([SPO2, pulse], series, now=T0 + MIN).pending
+    early = evaluate_due("p-1", [SPO2, pulse], 1, {M.SPO2: series}, held, now=T0 + 5 * MIN)
+    assert (early.findings, early.pending) == ([], held)
+    done = evaluate_due("p-1", [SPO2, pulse], 1, {M.SPO2: series}, held, now=T0 + 15 * MIN)
+    assert [(f.rule_key, f.reading_key) for f in done.findings] == [("threshold:spo2", "d/0")]
+    assert done.pending == []
+    answered = points(M.SPO2, [(0, 85), (4, 96)])
+    settled = evaluate_due("p-1", [SPO2], 1, {M.SPO2: answered}, held, now=T0 + 15 * MIN)
+    assert settled.findings == []
