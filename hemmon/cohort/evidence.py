@@ -136,5 +136,7 @@ def evidence(records: Iterable[Mapping[str, Any]], truth: Mapping[str, Any]) -> 
         "adherence": {"planned_mornings": planned, "taken_mornings": taken,
                       "share": round(taken / planned, 3) if planned else None},
         "rejections": dict(sorted(rejections.items())),
+        "backtest_summary": next((r for r in reversed(records)
+                                  if r.get("kind") == "summary"), None),
         "goals": _goals(by_event, rate),
     }
