@@ -24,11 +24,11 @@ from hemmon.ingest import storage as readings_store
 from hemmon.ingest.model import MeasurementType
 from hemmon.rules import storage as rules_store
 from hemmon.rules.model import Rule
-from hemmon.rules.templates import effective_rules
 
-from . import storage
+from . import actions, storage
 from .access import Principal, TokenError, read_token
 from .audit import log_access, query_access
+from .decide import Acknowledge, Action, Resolve, Snooze
 from .lifecycle import Outcome, TransitionError
 
 Clock = Callable[[], datetime]
@@ -177,16 +177,15 @@ def create_app(
         )
         return found
 
-    def act(alert_id: int, action: str, caller: Principal, conn: psycopg.Connection[Any],
-            **kwargs: Any) -> dict[str, Any]:
+    def act(alert_id: int, action: Action, caller: Principal,
+            conn: psycopg.Connection[Any]) -> dict[str, Any]:
         try:
-            with conn.transaction():
-                updated = storage.transition(conn, caller, alert_id, action, clock(), **kwargs)
+            updated = actions.act(conn, caller, alert_id, action, clock())
         except storage.NotFound as exc:
             raise ApiError(404, "not_found", f"no alert {alert_id} for you") from exc
         except TransitionError as exc:
             raise ApiError(409, "conflict", str(exc)) from exc
-        if action == "acknowledge":
+        if isinstance(action, Acknowledge):
             metrics.ACKNOWLEDGE_SECONDS.labels(updated.level.value, updated.route.value).observe(
                 (updated.updated_at - updated.opened_at).total_seconds()
             )
@@ -195,16 +194,16 @@ def create_app(
     @app.post("/api/v1/alerts/{alert_id}/acknowledge")
     def acknowledge(alert_id: int, caller: Caller, conn: Db,
                     body: AcknowledgeBody | None = None) -> dict[str, Any]:
-        return act(alert_id, "acknowledge", caller, conn, note=body.note if body else None)
+        return act(alert_id, Acknowledge(note=body.note if body else None), caller, conn)
 
     @app.post("/api/v1/alerts/{alert_id}/resolve")
     def resolve(alert_id: int, body: ResolveBody, caller: Caller, conn: Db) -> dict[str, Any]:
-        return act(alert_id, "resolve", caller, conn, note=body.note, outcome=body.outcome)
+        return act(alert_id, Resolve(outcome=body.outcome, note=body.note), caller, conn)
 
     @app.post("/api/v1/alerts/{alert_id}/snooze")
     def snooze(alert_id: int, body: SnoozeBody, caller: Caller, conn: Db) -> dict[str, Any]:
         until = clock() + timedelta(minutes=body.minutes)
-        return act(alert_id, "snooze", caller, conn, note=body.note, snooze_until=until)
+        return act(alert_id, Snooze(until=until, note=body.note), caller, conn)
 
     @app.get("/api/v1/patients/{patient_id}/readings")
     def readings(
@@ -247,19 +246,7 @@ def create_app(
         check_patient(conn, caller, patient_id, "change_rules")
         if caller.role not in ("nurse", "admin"):
             raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
-        now = clock()
-        with conn.transaction():
-            groups = rules_store.patient_groups(conn, patient_id) or []
-            version = rules_store.save_rules(conn, patient_id, groups, body.rules,
-                                             actor=caller.user, reason=body.reason, now=now)
-            if version is None:
-                return {"patient_id": patient_id, "changed": False, "resolved": []}
-            rules_store.announce_rules_changed(conn, now)
-            resolved = storage.recheck_open_alerts(
-                conn, patient_id, effective_rules(groups, body.rules), version, caller.user,
-                now)
-        return {"patient_id": patient_id, "changed": True, "version": version,
-                "resolved": resolved}
+        return actions.change_rules(conn, caller, patient_id, body.rules, body.reason, clock())
 
     @app.get("/api/v1/patients/{patient_id}/trend")
     def patient_trend(

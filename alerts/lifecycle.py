@@ -57,6 +57,9 @@ class Alert(BaseModel):
     last_measured_at: datetime
     explanation: str
     category: Category = "clinical"
+    snoozed_until: datetime | None = None
+    cleared_at: datetime | None = None
+    """When the excursion behind it ended (the alert stays for a nurse to close)."""
 
 
 class TransitionError(ValueError):
@@ -99,6 +102,10 @@ def apply_finding(current: Alert | None, finding: Finding, team: CareTeam, now: 
             "last_value": finding.value if latest else current.last_value,
             "last_measured_at": finding.measured_at if latest else current.last_measured_at,
             "explanation": finding.explanation if latest or worse else current.explanation,
+            # a new excursion: the condition is active again
+            "cleared_at": (None if current.cleared_at is not None
+                           and current.cleared_at < finding.measured_at
+                           else current.cleared_at),
         }
     )
 

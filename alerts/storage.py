@@ -1,15 +1,15 @@
-"""Alerts and their history in PostgreSQL. The lifecycle rules themselves are in lifecycle.py.
+"""Alerts and their history in PostgreSQL: load and write. The decisions are in decide.py.
 
-`apply_findings` runs inside the caller's transaction, together with the readings the
-findings came from: either both are stored or neither is, so a redelivered message that
+`write_plan` runs inside the caller's transaction, together with the readings and findings
+the changes came from: either all are stored or none is, so a redelivered message that
 finds its readings already stored adds no occurrence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -17,28 +17,19 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from hemmon.rules.engine import Clear
-from hemmon.rules.evaluate import Finding, threshold_level
-from hemmon.rules.model import Rule, ThresholdRule
+from hemmon.rules.storage import link_findings
 
 from .access import Principal
-from .lifecycle import Alert, Outcome, Status, TransitionError, acknowledge, apply_finding, resolve
-from .routing import CareTeam, Route, escalation
+from .decide import RECORD_COLUMNS, Change, OpenAlerts, Plan
+from .lifecycle import Alert
 
 Connection = psycopg.Connection[Any]
-SYSTEM = "hemmon"
 
 _ALERT_COLUMNS = sql.SQL(
     "id, patient_id, rule, rule_version, measurement, level, route, status, opened_at,"
-    " updated_at, level_since, occurrences, last_value, last_measured_at, explanation, category"
+    " updated_at, level_since, occurrences, last_value, last_measured_at, explanation, category,"
+    " snoozed_until, cleared_at"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class AlertChange:
-    alert: Alert
-    opened: bool
-    finding: Finding
 
 
 class NotFound(LookupError):
@@ -49,76 +40,96 @@ def _alert(row: Mapping[str, Any]) -> Alert:
     return Alert.model_validate({k: row[k] for k in Alert.model_fields if k in row})
 
 
-def _open_alert(conn: Connection, patient_id: str, rule: str) -> Alert | None:
+def load_open_alerts(conn: Connection, patients: Iterable[str] | None = None, *,
+                     category: str | None = None) -> OpenAlerts:
+    """The alerts not resolved (of these patients, of this category), locked for this
+    transaction: the inbox cannot change them under a batch's decisions."""
+    where = [sql.SQL("status <> 'resolved'")]
+    args: list[Any] = []
+    if patients is not None:
+        where.append(sql.SQL("patient_id = ANY(%s)"))
+        args.append(sorted(set(patients)))
+    if category is not None:
+        where.append(sql.SQL("category = %s"))
+        args.append(category)
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL(
-                "SELECT {} FROM alerts"
-                " WHERE patient_id = %s AND rule = %s AND status <> 'resolved' FOR UPDATE"
-            ).format(_ALERT_COLUMNS),
-            (patient_id, rule),
-        )
+        cur.execute(sql.SQL("SELECT {} FROM alerts WHERE {} ORDER BY id FOR UPDATE").format(
+            _ALERT_COLUMNS, sql.SQL(" AND ").join(where)), args)
+        return {(row["patient_id"], row["rule"]): _alert(row) for row in cur.fetchall()}
+
+
+def load_alert(conn: Connection, alert_id: int) -> Alert | None:
+    """One alert, locked for this transaction."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql.SQL("SELECT {} FROM alerts WHERE id = %s FOR UPDATE").format(
+            _ALERT_COLUMNS), (alert_id,))
         row = cur.fetchone()
     return _alert(row) if row else None
 
 
-def _event(
-    conn: Connection, alert_id: int, at: datetime, actor: str, action: str,
-    *, level: str | None = None, value: float | None = None,
-    measured_at: datetime | None = None, note: str | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO alert_events (alert_id, at, actor, action, level, value, measured_at, note)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        (alert_id, at, actor, action, level, value, measured_at, note),
-    )
-
-
-def apply_findings(
-    conn: Connection, findings: Sequence[Finding], teams: Mapping[str, CareTeam], now: datetime
-) -> list[AlertChange]:
-    """Open or update one alert per patient and rule for each finding, oldest first."""
-    changes = []
-    for finding in sorted(findings, key=lambda f: f.measured_at):
-        team = teams[finding.patient_id]
-        current = _open_alert(conn, finding.patient_id, finding.rule_key)
-        alert = apply_finding(current, finding, team, now)
-        if current is None:
-            row = conn.execute(
-                "INSERT INTO alerts (patient_id, rule, rule_version, measurement, level, route,"
-                " status, opened_at, updated_at, level_since, occurrences, last_value,"
-                " last_measured_at, explanation, category)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " RETURNING id",
-                (alert.patient_id, alert.rule, alert.rule_version, alert.measurement,
-                 alert.level.value, alert.route.value, alert.status.value, alert.opened_at,
-                 alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
-                 alert.last_measured_at, alert.explanation, alert.category),
-            ).fetchone()
-            assert row is not None
-            alert = alert.model_copy(update={"id": row[0]})
-            action = "opened"
+def write_plan(conn: Connection, plan: Plan) -> list[Change]:
+    """Write the changes as decided: rows, history, pages, the findings' alert; returns
+    the changes with the ids of the alerts they opened."""
+    written: list[Change] = []
+    ids: dict[tuple[str, str], int] = {}
+    for change in plan.changes:
+        alert = change.alert
+        key = (alert.patient_id, alert.rule)
+        alert_id = alert.id if alert.id is not None else ids.get(key)
+        if alert_id is None:
+            alert_id = _insert(conn, alert)
         else:
+            _update(conn, alert_id, alert, change.columns)
+        ids[key] = alert_id
+        alert = alert.model_copy(update={"id": alert_id})
+        change = replace(change, alert=alert)
+        for event in change.events:
             conn.execute(
-                "UPDATE alerts SET rule_version = %s, level = %s, route = %s, status = %s,"
+                "INSERT INTO alert_events (alert_id, at, actor, action, level, value,"
+                " measured_at, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (alert_id, event.at, event.actor, event.action, event.level, event.value,
+                 event.measured_at, event.note))
+        if change.page is not None:
+            enqueue(conn, alert, change.page.value, alert.updated_at)
+        written.append(change)
+    link_findings(conn, [(c.finding, c.alert.id) for c in written
+                         if c.finding is not None and c.alert.id is not None])
+    return written
+
+
+def _insert(conn: Connection, alert: Alert) -> int:
+    row = conn.execute(
+        "INSERT INTO alerts (patient_id, rule, rule_version, measurement, level, route,"
+        " status, opened_at, updated_at, level_since, occurrences, last_value,"
+        " last_measured_at, explanation, category, snoozed_until, cleared_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " RETURNING id",
+        (alert.patient_id, alert.rule, alert.rule_version, alert.measurement,
+         alert.level.value, alert.route.value, alert.status.value, alert.opened_at,
+         alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
+         alert.last_measured_at, alert.explanation, alert.category, alert.snoozed_until,
+         alert.cleared_at),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _update(conn: Connection, alert_id: int, alert: Alert,
+            columns: Mapping[str, object]) -> None:
+    unknown = set(columns) - RECORD_COLUMNS
+    assert not unknown, unknown
+    names = sorted(columns)
+    extra = sql.SQL("").join(sql.SQL(", {} = %s").format(sql.Identifier(n)) for n in names)
+    conn.execute(
+        sql.SQL("UPDATE alerts SET rule_version = %s, level = %s, route = %s, status = %s,"
                 " updated_at = %s, level_since = %s, occurrences = %s, last_value = %s,"
-                " last_measured_at = %s, explanation = %s,"
-                # a new excursion: the condition is active again
-                " cleared_at = CASE WHEN cleared_at < %s THEN NULL ELSE cleared_at END"
-                " WHERE id = %s",
-                (alert.rule_version, alert.level.value, alert.route.value, alert.status.value,
-                 alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
-                 alert.last_measured_at, alert.explanation, finding.measured_at, alert.id),
-            )
-            action = "occurred"
-        assert alert.id is not None
-        _event(conn, alert.id, now, SYSTEM, action, level=finding.level.value,
-               value=finding.value, measured_at=finding.measured_at)
-        moved = current is None or current.route is not alert.route
-        if moved and alert.route is not Route.FAST_VARDKONTAKT:
-            enqueue(conn, alert, "page", now)
-        changes.append(AlertChange(alert=alert, opened=current is None, finding=finding))
-    return changes
+                " last_measured_at = %s, explanation = %s, snoozed_until = %s,"
+                " cleared_at = %s{} WHERE id = %s").format(extra),
+        (alert.rule_version, alert.level.value, alert.route.value, alert.status.value,
+         alert.updated_at, alert.level_since, alert.occurrences, alert.last_value,
+         alert.last_measured_at, alert.explanation, alert.snoozed_until, alert.cleared_at,
+         *(columns[n] for n in names), alert_id),
+    )
 
 
 def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
@@ -141,65 +152,6 @@ def enqueue(conn: Connection, alert: Alert, kind: str, now: datetime) -> None:
         (alert.id, kind, alert.route.value, f"hemmon-alert-{alert.id}-{kind}-{alert.route}",
          Jsonb(payload), now, now),
     )
-
-
-def escalate_due(conn: Connection, teams: Mapping[str, CareTeam], now: datetime,
-                 after: timedelta) -> list[Alert]:
-    """Move unacknowledged red alerts past their time to the mobile team (or fallback)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL("SELECT {}, snoozed_until FROM alerts WHERE status = 'open'"
-                    " AND level = 'red' AND category = 'clinical'"
-                    " AND route = 'fast_vardkontakt' FOR UPDATE SKIP LOCKED"
-                    ).format(_ALERT_COLUMNS))
-        rows = cur.fetchall()
-    moved = []
-    for row in rows:
-        alert = _alert(row)
-        team = teams.get(alert.patient_id)
-        target = team and escalation(
-            level=alert.level, route=alert.route, acknowledged=False, category=alert.category,
-            level_since=alert.level_since, snoozed_until=row["snoozed_until"], team=team,
-            now=now, after=after)
-        if not target:
-            continue
-        alert = alert.model_copy(update={"route": target, "updated_at": now})
-        conn.execute("UPDATE alerts SET route = %s, escalated_at = %s, updated_at = %s"
-                     " WHERE id = %s", (target.value, now, now, alert.id))
-        assert alert.id is not None
-        minutes = int(after.total_seconds() // 60)
-        _event(conn, alert.id, now, SYSTEM, "escalated",
-               note=f"ej kvitterat inom {minutes} min: till {target.value}")
-        enqueue(conn, alert, "escalation", now)
-        moved.append(alert)
-    return moved
-
-
-def expire_snoozes(conn: Connection, now: datetime) -> list[int]:
-    """End the snoozes whose time has come (a snooze always ends, and says so)."""
-    rows = conn.execute(
-        "UPDATE alerts SET snoozed_until = NULL WHERE snoozed_until <= %s"
-        " AND status <> 'resolved' RETURNING id",
-        (now,),
-    ).fetchall()
-    for row in rows:
-        _event(conn, int(row[0]), now, SYSTEM, "snooze_ended")
-    return [int(row[0]) for row in rows]
-
-
-def mark_cleared(conn: Connection, patient_id: str, clears: Sequence[Clear]) -> None:
-    """Note on open alerts that their excursion ended (they stay for a nurse to close)."""
-    for clear in clears:
-        rows = conn.execute(
-            "UPDATE alerts SET cleared_at = %s WHERE patient_id = %s AND rule = %s"
-            " AND status <> 'resolved' AND last_measured_at < %s"
-            " AND (cleared_at IS NULL OR cleared_at < %s) RETURNING id",
-            (clear.measured_at, patient_id, clear.rule_key, clear.measured_at,
-             clear.measured_at),
-        ).fetchall()
-        for row in rows:
-            _event(conn, int(row[0]), clear.measured_at, SYSTEM, "cleared",
-                   note="värdet åter inom gränsen")
 
 
 def _scope(principal: Principal) -> sql.Composable:
@@ -271,63 +223,6 @@ def list_alerts_by_id(
         return cur.fetchall()
 
 
-def transition(
-    conn: Connection,
-    principal: Principal,
-    alert_id: int,
-    action: str,
-    now: datetime,
-    *,
-    note: str | None = None,
-    outcome: Outcome | None = None,
-    snooze_until: datetime | None = None,
-) -> Alert:
-    """Acknowledge, resolve or snooze; TransitionError when the status does not allow it."""
-    rows = list_alerts_by_id(conn, principal, alert_id)
-    if not rows:
-        raise NotFound(f"alert {alert_id}")
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            sql.SQL("SELECT {} FROM alerts WHERE id = %s FOR UPDATE").format(_ALERT_COLUMNS),
-            (alert_id,),
-        )
-        row = cur.fetchone()
-    assert row is not None
-    current = _alert(row)
-    actor = principal.user
-    if action == "acknowledge":
-        alert = acknowledge(current, now)
-        conn.execute(
-            "UPDATE alerts SET status = %s, updated_at = %s, acknowledged_at = %s,"
-            " acknowledged_by = %s WHERE id = %s",
-            (alert.status.value, now, now, actor, alert_id),
-        )
-    elif action == "resolve":
-        alert = resolve(current, now)
-        conn.execute(
-            "UPDATE alerts SET status = %s, updated_at = %s, resolved_at = %s, resolved_by = %s,"
-            " outcome = %s WHERE id = %s",
-            (alert.status.value, now, now, actor, outcome.value if outcome else None, alert_id),
-        )
-    elif action == "snooze":
-        if current.status is Status.RESOLVED:
-            raise TransitionError("a resolved alert cannot be snoozed")
-        alert = current.model_copy(update={"updated_at": now})
-        conn.execute(
-            "UPDATE alerts SET snoozed_until = %s, updated_at = %s WHERE id = %s",
-            (snooze_until, now, alert_id),
-        )
-    else:
-        raise ValueError(f"unknown action {action}")
-    detail = note or ""
-    if outcome is not None:
-        detail = f"{outcome.value}: {detail}".rstrip(": ")
-    if snooze_until is not None:
-        detail = f"till {snooze_until.isoformat()} {detail}".strip()
-    _event(conn, alert_id, now, actor, action, note=detail or None)
-    return alert
-
-
 def open_alert_stats(conn: Connection, now: datetime) -> list[tuple[str, str, int, float]]:
     """(level, route, open count, oldest unacknowledged age in seconds) for the gauges."""
     rows = conn.execute(
@@ -337,63 +232,6 @@ def open_alert_stats(conn: Connection, now: datetime) -> list[tuple[str, str, in
         (now,),
     ).fetchall()
     return [(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
-
-
-def open_notice_keys(conn: Connection, category: str) -> set[str]:
-    """Rules of the notices of a category that are not resolved."""
-    rows = conn.execute(
-        "SELECT rule FROM alerts WHERE category = %s AND status <> 'resolved'", (category,)
-    ).fetchall()
-    return {str(r[0]) for r in rows}
-
-
-def resolve_cleared(conn: Connection, category: str, firing: set[str], now: datetime,
-                    note: str) -> int:
-    """Resolve the notices of a category whose condition no longer holds; how many."""
-    rows = conn.execute(
-        "UPDATE alerts SET status = 'resolved', updated_at = %s, resolved_at = %s,"
-        " resolved_by = %s, outcome = 'no_action'"
-        " WHERE category = %s AND status <> 'resolved' AND NOT (rule = ANY(%s)) RETURNING id",
-        (now, now, SYSTEM, category, sorted(firing)),
-    ).fetchall()
-    for row in rows:
-        _event(conn, int(row[0]), now, SYSTEM, "resolve", note=note)
-    return len(rows)
-
-
-def recheck_open_alerts(conn: Connection, patient_id: str, rules: Sequence[Rule],
-                        version: int, actor: str, now: datetime) -> list[int]:
-    """After a rule change: resolve the open alerts the new rules no longer justify.
-
-    Only the latest value is judged again; no history is evaluated, so a change never
-    raises an alert by itself.
-    """
-    by_key = {rule.key: rule for rule in rules}
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT id, rule, last_value FROM alerts WHERE patient_id = %s"
-            " AND category = 'clinical' AND status <> 'resolved' FOR UPDATE",
-            (patient_id,),
-        )
-        open_alerts = cur.fetchall()
-    resolved = []
-    for alert in open_alerts:
-        rule = by_key.get(alert["rule"])
-        if rule is None:
-            why = "regeln finns inte längre"
-        elif isinstance(rule, ThresholdRule) and threshold_level(rule, alert["last_value"]) is None:
-            why = "senaste värdet ligger inom de nya gränserna"
-        else:
-            continue
-        conn.execute(
-            "UPDATE alerts SET status = 'resolved', updated_at = %s, resolved_at = %s,"
-            " resolved_by = %s, outcome = 'no_action' WHERE id = %s",
-            (now, now, actor, alert["id"]),
-        )
-        _event(conn, int(alert["id"]), now, actor, "resolve",
-               note=f"Reglerna ändrades (version {version}): {why}")
-        resolved.append(int(alert["id"]))
-    return resolved
 
 
 def due_notifications(conn: Connection, now: datetime, limit: int = 20) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .roster import RosterError
+from .errors import Unavailable
 from .settings import Settings, SettingsError, load_settings, mqtt_address
 
 log = logging.getLogger("hemmon")
@@ -103,6 +103,7 @@ def _run(settings: Settings) -> int:
         batch_max=settings.batch_max,
         batch_wait_ms=settings.batch_wait_ms,
         escalate_after=timedelta(minutes=settings.escalate_after_minutes),
+        zone=settings.zone,
         webhook=settings.webhook(),
     ))
     service.start()
@@ -263,6 +264,15 @@ def parser() -> argparse.ArgumentParser:
     normalise.add_argument("--format", required=True,
                            choices=("native", "fhir", "omh", "withings", "ihealth"))
     normalise.add_argument("files", nargs="+")
+    backtest = sub.add_parser("backtest", help="the rules and alert lifecycle over recorded"
+                              " messages on a simulated clock (no services needed)")
+    backtest.add_argument("--roster", required=True, help="roster YAML file")
+    backtest.add_argument("--messages", required=True,
+                          help="JSON lines: {topic, payload, received_at?}")
+    backtest.add_argument("--from", dest="start", help="ISO time: ignore messages before")
+    backtest.add_argument("--to", dest="end", help="ISO time: ignore messages from here on")
+    backtest.add_argument("--resolve-after", default="24h",
+                          help="an alert counts as resolved this long after it opened")
     cohort = sub.add_parser("cohort", help="a simulated population with ground truth, "
                             "backtested: roster, messages, truth, report.html, evidence.json")
     cohort.add_argument("--patients", type=int, default=100)
@@ -270,6 +280,41 @@ def parser() -> argparse.ArgumentParser:
     cohort.add_argument("--seed", type=int, default=1)
     cohort.add_argument("--out", required=True, help="folder for the files")
     return top
+
+
+def _backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from .backtest import BacktestError, read_messages, run_backtest
+    from .roster import read_roster
+    from .rules.model import Duration
+
+    try:
+        resolve_after = TypeAdapter(Duration).validate_python(args.resolve_after)
+    except ValidationError as exc:
+        raise SettingsError(f"--resolve-after {args.resolve_after!r}: write e.g. 24h or 2d"
+                            ) from exc
+    bounds = []
+    for name, value in (("--from", args.start), ("--to", args.end)):
+        try:
+            moment = datetime.fromisoformat(value) if value else None
+        except ValueError as exc:
+            raise SettingsError(f"{name} {value!r}: not an ISO time") from exc
+        if moment is not None and moment.tzinfo is None:
+            raise SettingsError(f"{name} {value!r}: give a time zone offset")
+        bounds.append(moment)
+    roster = read_roster(Path(args.roster))
+    try:
+        with open(args.messages, encoding="utf-8") as lines:
+            messages = read_messages(lines)
+    except OSError as exc:
+        raise SettingsError(f"--messages {args.messages}: {exc.strerror}") from exc
+    except BacktestError as exc:
+        raise SettingsError(f"--messages {args.messages}: {exc}") from exc
+    for record in run_backtest(roster, messages, start=bounds[0], end=bounds[1],
+                               resolve_after=resolve_after, zone=settings.zone):
+        print(json.dumps(record, ensure_ascii=False, sort_keys=True))
+    return 0
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -290,6 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         match args.command:
             case "normalise":
                 return _normalise(args)
+            case "backtest":
+                return _backtest(args, settings)
             case "demo":
                 return _demo(args)
             case "migrate":
@@ -320,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _cohort(args)
             case _:
                 raise AssertionError(args.command)
-    except (SettingsError, RosterError) as exc:
+    except (SettingsError, Unavailable) as exc:
+        # a bad setting, or a service it names that cannot be reached at start
         print(f"hemmon: {exc}", file=sys.stderr)
         return 2
     except ConnectionError as exc:

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from . import errors
 from .settings import SettingsError, redact
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 _LOCK_ID = 0x68656D6D6F6E  # "hemmon"
 
 
-class DatabaseUnavailable(SettingsError):
+class DatabaseUnavailable(errors.DatabaseUnavailable):
     """The database named by HEMMON_DATABASE_URL cannot be reached or used."""
 
 

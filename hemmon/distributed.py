@@ -22,12 +22,14 @@ that harmless: readings and rejections have unique keys, findings have unique ke
 only a finding not kept before opens or updates an alert. The evaluate stage writes
 nothing, so re-running it is free.
 
-Rule state is the stored series in the database, read per batch (as in the embedded
-runner), not faust tables: the rules look back up to days, the database has that history
-already, and a rebalance then moves no state at all. Partitioning by patient keeps one
-patient's readings in order on one worker. Database calls are blocking (psycopg), so each
-agent runs them on its own thread with its own connection and retries while the database
-is away; the agent holds its batch meanwhile, and nothing is acknowledged.
+Rule state is each worker's in-memory series of the patients whose buckets it holds
+(`core.SeriesState`), read from the database when it first sees a patient and dropped when
+its partitions change, not faust tables: the rules look back up to days, the database has
+that history already, and a rebalance then moves no state over Kafka. Partitioning by
+patient keeps one patient's readings in order on one worker. Database calls are blocking
+(psycopg), so each agent runs them on its own thread with its own connection and retries
+while the database is away; the agent holds its batch meanwhile, and nothing is
+acknowledged.
 """
 
 from __future__ import annotations
@@ -48,21 +50,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import faust
 import psycopg
 
 from hemmon.alerts.feedback import feedback_for
 from hemmon.ingest.bridge import open_envelope
-from hemmon.ingest.model import Normalised, Reading, Rejection
+from hemmon.ingest.model import Normalised, Reading, Rejection, RejectReason
 from hemmon.ingest.mqtt import MqttSource
+from hemmon.ingest.storage import store_rejections
 from hemmon.ingest.topics import feedback_topic
 from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
 
-from . import metrics
+from . import core, metrics
+from .core import Evaluation, Message
 from .db import DatabaseUnavailable, connect_with_schema
-from .pipeline import Clock, Evaluation, Message, Pipeline, reading_key, utc_now
+from .pipeline import STOCKHOLM, Clock, Pipeline, Stored, count_alerts, count_ingested, utc_now
+from .roster import RosterSnapshot
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -185,7 +191,9 @@ class StageRunner:
     away (the agent holds its batch meanwhile, so nothing is acknowledged)."""
 
     def __init__(self, name: str, database_url: str, *, clock: Clock = utc_now,
-                 escalate_after: timedelta = timedelta(minutes=30)) -> None:
+                 escalate_after: timedelta = timedelta(minutes=30),
+                 zone: ZoneInfo = STOCKHOLM) -> None:
+        self._zone = zone
         self.name = name
         self._database_url = database_url
         self._clock = clock
@@ -204,7 +212,8 @@ class StageRunner:
     def _open(self) -> None:
         conn = connect_with_schema(self._database_url)
         self._conn = conn
-        self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after)
+        self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after,
+                                  zone=self._zone)
 
     def _call(self, work: Callable[[Pipeline], T]) -> T:
         delay = 0.5
@@ -389,9 +398,18 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
             for device, payload in done.replies:
                 publish(device, payload)
 
+    assigned: frozenset[Any] = frozenset()
+
     async def evaluate(stream: faust.StreamT[bytes]) -> None:
+        nonlocal assigned
         async for values in stream.take(kafka.batch_max, within=wait):
             watchdog.progress()
+            now_assigned = frozenset(app.consumer.assignment())
+            if now_assigned != assigned:
+                # partitions moved: the series held may be another worker's now, and ours
+                # may have changed meanwhile; the database is the truth, read it again
+                await evaluate_stage.run(_forget_series)
+                assigned = now_assigned
             opened = [message for v in values for message in open_readings_record(v)]
             batch = [r for _, n in opened for r in n.readings]
             evaluation = await evaluate_stage.run(partial(_evaluate, readings=batch))
@@ -402,10 +420,7 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
             metrics.KAFKA_RECORDS.labels("worker", "readings").inc(len(values))
             by_reading = evaluation.by_reading()
             for device, normalised in opened:
-                own = [f for r in normalised.readings
-                       for f in by_reading.get(reading_key(r), [])
-                       if f.measured_at == r.measured_at]
-                if (reply := feedback_for(normalised, own)) is not None:
+                if (reply := core.message_feedback(normalised, by_reading)) is not None:
                     publish(device, reply.payload())
 
     app.agent(raw, name="hemmon.ingest")(ingest)
@@ -427,34 +442,80 @@ class IngestDone:
 
 def _ingest(pipeline: Pipeline, messages: list[Message]) -> IngestDone:
     snap = pipeline.snapshot()
+    ingested = core.ingest(snap, messages)
     try:
         with pipeline.connection.transaction():
-            ingested = pipeline.ingest(snap, messages)
+            stored = pipeline.store(ingested)
     except psycopg.OperationalError:
         raise  # the database is away: the whole batch is retried
     except Exception:
         # a message the database or a bug refuses: the rest go through, it is kept
         log.exception("a batch of %d failed; storing message by message", len(messages))
-        ingested = pipeline.ingest_isolating(snap, messages)
-    pipeline.count_ingested(snap, ingested, pipeline.now())
+        ingested, stored = _store_one_by_one(pipeline, snap, messages)
+    count_ingested(snap, ingested, stored, pipeline.now())
     forward = []
     replies = []
     for message, normalised in ingested.results:
-        parsed = ingested.topics[message.topic]
+        parsed = ingested.topics.get(message.topic)
         if normalised.readings:
             first = normalised.readings[0]
             forward.append((first.patient_id, first.device_id, normalised))
         elif parsed is not None and (reply := feedback_for(normalised, ())) is not None:
             replies.append((parsed.device_id, reply.payload()))
-    return IngestDone(forward=forward, rejections=ingested.rejections, replies=replies)
+    return IngestDone(forward=forward, rejections=stored.rejections, replies=replies)
+
+
+def _store_one_by_one(pipeline: Pipeline, snap: RosterSnapshot, messages: list[Message]
+                      ) -> tuple[core.Ingested, Stored]:
+    """`Pipeline.store`, one message per transaction (the fallback when a batch fails): a
+    message the database or a bug refuses is kept as a rejection."""
+    merged = core.Ingested(results=[], topics={}, statuses=[], seen={}, batteries={})
+    new: set[Any] = set()
+    rejections: list[Rejection] = []
+    new_rejections: list[Rejection] = []
+    for message in messages:
+        part = core.ingest(snap, [message])
+        try:
+            with pipeline.connection.transaction():
+                stored = pipeline.store(part)
+        except psycopg.OperationalError:
+            raise
+        except Exception as exc:
+            rejections.append(pipeline.keep_unprocessable(message, exc))
+            continue
+        merged.results.extend(part.results)
+        merged.topics.update(part.topics)
+        new |= stored.new
+        rejections.extend(stored.rejections)
+        new_rejections.extend(stored.new_rejections)
+    return merged, Stored(new=new, rejections=rejections, new_rejections=new_rejections)
 
 
 def _evaluate(pipeline: Pipeline, readings: list[Reading]) -> Evaluation:
     snap = pipeline.snapshot()
     with pipeline.connection.transaction():
         evaluation = pipeline.evaluate(snap, readings)
+        if evaluation.failed:
+            _keep_failed(pipeline, readings, evaluation)
+    pipeline.state.add(readings)
+    pipeline.trim()
     metrics.READINGS_EVALUATED.inc(len(readings))
     return evaluation
+
+
+def _keep_failed(pipeline: Pipeline, readings: list[Reading], evaluation: Evaluation) -> None:
+    """The readings of patients a bug stopped are stored already (by the ingest stage);
+    their record is kept as an internal_error rejection, the bug logged and counted."""
+    now = pipeline.now()
+    for patient, bug in evaluation.failed.items():
+        log.error("evaluating a patient's readings failed: a bug in hemmon", exc_info=bug)
+        metrics.INTERNAL_ERRORS.labels("rules").inc()
+        own = [r for r in readings if r.patient_id == patient]
+        raw = json.dumps([r.model_dump(mode="json") for r in own]).encode()
+        store_rejections(pipeline.connection, [Rejection(
+            reason=RejectReason.INTERNAL_ERROR, topic="kafka/readings", raw=raw,
+            received_at=now, patient_id=patient,
+            detail=f"a bug in hemmon (rules: {type(bug).__name__}); readings kept")])
 
 
 def _alert(pipeline: Pipeline, evaluation: Evaluation) -> int:
@@ -462,8 +523,12 @@ def _alert(pipeline: Pipeline, evaluation: Evaluation) -> int:
     now = pipeline.now()
     with pipeline.connection.transaction():
         changes = pipeline.alert(snap, evaluation, now)
-    pipeline.count_alerts(changes, evaluation.received, pipeline.now())
+    count_alerts(changes, evaluation.received, pipeline.now())
     return len(changes)
+
+
+def _forget_series(pipeline: Pipeline) -> None:
+    pipeline.state.forget()
 
 
 def alerts_app(kafka: KafkaConfig, stage: StageRunner, sweeper: StageRunner,

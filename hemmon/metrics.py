@@ -12,6 +12,9 @@ route): never a patient, a device or a topic.
 | hemmon_readings_evaluated_total | counter | | readings the rules looked at (redeliveries too) |
 | hemmon_records_skipped_total | counter | format | well-formed records that are not readings |
 | hemmon_rejections_total | counter | reason | new rejections kept |
+| hemmon_internal_errors_total | counter | stage | messages a bug in hemmon met (kept) |
+| hemmon_series_loads_total | counter | | patients' series read from the database |
+| hemmon_series_points | gauge | | readings held in memory for the rules |
 | hemmon_alerts_opened_total | counter | level, route, category | alerts and notices opened |
 | hemmon_findings_historical_total | counter | | findings too old to alert on (a backlog) |
 | hemmon_alert_updates_total | counter | level | occurrences added to an open alert |
@@ -56,6 +59,10 @@ RECORDS_SKIPPED = Counter(
     "hemmon_records_skipped", "Well-formed records that are not readings here", ["format"]
 )
 REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["reason"])
+INTERNAL_ERRORS = Counter("hemmon_internal_errors",
+                          "Messages a bug in hemmon met, kept for replay", ["stage"])
+SERIES_LOADS = Counter("hemmon_series_loads", "Patients' series loaded from the database")
+SERIES_POINTS = Gauge("hemmon_series_points", "Readings held in memory for the rules")
 FINDINGS_HISTORICAL = Counter(
     "hemmon_findings_historical", "Findings about readings too old to alert on"
 )

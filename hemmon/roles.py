@@ -92,7 +92,8 @@ def run_worker(settings: Settings) -> int:
     kafka = kafka_config(settings)
     check_kafka(kafka.bootstrap)
     url = settings.require_database_url()
-    stages = (StageRunner("ingest", url), StageRunner("evaluate", url))
+    stages = (StageRunner("ingest", url, zone=settings.zone),
+              StageRunner("evaluate", url, zone=settings.zone))
     feedback = MqttSource(mqtt_address(settings.mqtt_url), client_id=settings.worker_client_id,
                           subscriptions=())
     server = None
@@ -121,8 +122,8 @@ def run_alerts(settings: Settings) -> int:
     url = settings.require_database_url()
     secret = settings.require_secret_key()
     escalate_after = timedelta(minutes=settings.escalate_after_minutes)
-    stage = StageRunner("alert", url, escalate_after=escalate_after)
-    sweeper = StageRunner("sweep", url, escalate_after=escalate_after)
+    stage = StageRunner("alert", url, escalate_after=escalate_after, zone=settings.zone)
+    sweeper = StageRunner("sweep", url, escalate_after=escalate_after, zone=settings.zone)
     notifier = None
     pool = None
     server = None

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import yaml
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hemmon.alerts.routing import CareTeam, OfficeHours
+from hemmon.alerts.routing import STOCKHOLM, CareTeam, OfficeHours
+from hemmon.errors import SettingsError
 from hemmon.ingest.model import Device, SourceFormat
 from hemmon.ingest.topics import valid_device_id
 from hemmon.rules.model import Duration, Rule
@@ -28,7 +30,7 @@ Connection = psycopg.Connection[Any]
 Id = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
 
-class RosterError(ValueError):
+class RosterError(SettingsError):
     """A roster file that cannot be loaded; the message names the entry."""
 
 
@@ -107,11 +109,11 @@ def read_roster(path: Path) -> RosterFile:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(p) for p in error["loc"])
         raise RosterError(f"{path}: {where}: {error['msg']}") from exc
-    _check_references(roster)
+    check_references(roster)
     return roster
 
 
-def _check_references(roster: RosterFile) -> None:
+def check_references(roster: RosterFile) -> None:
     units = {u.id for u in roster.units}
     teams = {t.id for t in roster.teams}
     clinicians = {c.id for c in roster.clinicians}
@@ -223,8 +225,8 @@ def roster_revision(conn: Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def read_snapshot(conn: Connection) -> RosterSnapshot:
-    """The roster as it is stored now."""
+def read_snapshot(conn: Connection, zone: ZoneInfo = STOCKHOLM) -> RosterSnapshot:
+    """The roster as it is stored now; office hours in the time zone `zone`."""
     revision = roster_revision(conn)
     devices = {
         str(r[0]): Device(id=str(r[0]), patient_id=str(r[1]), format=SourceFormat(r[2]))
@@ -239,7 +241,7 @@ def read_snapshot(conn: Connection) -> RosterSnapshot:
         )
     }
     teams = {
-        str(r[0]): CareTeam(office_hours=OfficeHours.parse(str(r[1])), has_mobile_team=r[2],
+        str(r[0]): CareTeam(office_hours=OfficeHours.parse(str(r[1]), zone), has_mobile_team=r[2],
                             red_to_mobile_team=r[3])
         for r in conn.execute(
             "SELECT p.id, u.office_hours, p.mobile_team_id IS NOT NULL, p.red_to_mobile_team"

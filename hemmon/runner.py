@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -21,8 +22,10 @@ from hemmon.ingest.mqtt import Incoming, MqttSource
 from hemmon.ingest.topics import feedback_topic
 
 from . import metrics
+from .core import Message, SeriesState
 from .db import DatabaseUnavailable, connect_with_schema
-from .pipeline import Clock, Message, Pipeline, utc_now
+from .errors import Unavailable
+from .pipeline import STOCKHOLM, Clock, Pipeline, utc_now
 from .settings import MqttAddress, SettingsError
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,11 @@ class EmbeddedRunner:
         clock: Clock = utc_now,
         sweep_seconds: float = 60.0,
         escalate_after: timedelta = timedelta(minutes=30),
+        zone: ZoneInfo = STOCKHOLM,
     ) -> None:
+        self._zone = zone
+        self._state = SeriesState()
+        """The series of the patients this runner owns: kept across database reconnects."""
         self._database_url = database_url
         self._escalate_after = escalate_after
         self._sweep_seconds = sweep_seconds
@@ -66,7 +73,8 @@ class EmbeddedRunner:
     def _open_database(self) -> None:
         conn = connect_with_schema(self._database_url)
         self._conn = conn
-        self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after)
+        self._pipeline = Pipeline(conn, clock=self._clock, escalate_after=self._escalate_after,
+                                  zone=self._zone, state=self._state)
 
     @property
     def ready(self) -> bool:
@@ -140,5 +148,5 @@ class EmbeddedRunner:
             self._conn.close()
         try:
             self._open_database()
-        except SettingsError as exc:
+        except (SettingsError, Unavailable) as exc:
             log.error("%s", exc)

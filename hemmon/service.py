@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -18,7 +19,7 @@ from hemmon.alerts.notify import WebhookNotifier
 
 from .db import open_pool
 from .notifier import NotifierThread
-from .pipeline import Clock, replay_rejection, utc_now
+from .pipeline import STOCKHOLM, Clock, replay_rejection, utc_now
 from .runner import EmbeddedRunner
 from .settings import MqttAddress, SettingsError
 
@@ -39,6 +40,8 @@ class ServiceConfig:
     clock: Clock = field(default=utc_now)
     sweep_seconds: float = 60.0
     escalate_after: timedelta = timedelta(minutes=30)
+    zone: ZoneInfo = STOCKHOLM
+    """HEMMON_TIMEZONE: office hours, care-plan deadlines and local times in texts."""
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
 
@@ -97,7 +100,7 @@ class Service:
             config.database_url, config.mqtt, batch_max=config.batch_max,
             batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
             client_id=config.client_id, clock=config.clock, sweep_seconds=config.sweep_seconds,
-            escalate_after=config.escalate_after,
+            escalate_after=config.escalate_after, zone=config.zone,
         )
         self.notifier: NotifierThread | None = None
         if config.webhook is not None:

@@ -15,9 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class SettingsError(Exception):
-    """A setting that is missing or has a value hemmon cannot use."""
+from .errors import SettingsError as SettingsError
 
 
 def _database_url(value: str) -> str:

@@ -30,7 +30,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from hemmon import metrics
-from hemmon.settings import MqttAddress, SettingsError
+from hemmon.errors import BrokerUnavailable
+from hemmon.settings import MqttAddress
 
 from .mqtt import Incoming, MqttSource
 from .topics import PREFIX, READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
@@ -41,7 +42,7 @@ SHARE_GROUP = "hemmon-bridge"
 RAW_TOPIC = "hemmon.raw"
 
 
-class KafkaUnavailable(SettingsError):
+class KafkaUnavailable(BrokerUnavailable):
     """The Kafka cluster named by HEMMON_KAFKA_BOOTSTRAP cannot be reached."""
 
 

@@ -52,6 +52,10 @@ class RejectReason(StrEnum):
     FUTURE_TIME = "future_time"
     DUPLICATE_MEASUREMENT = "duplicate_measurement"
     NOT_A_READING = "not_a_reading"
+    INTERNAL_ERROR = "internal_error"
+    """Not the message's fault: a bug in hemmon met it. Kept for replay after a fix."""
+    DATABASE_REFUSED = "database_refused"
+    """The database refused to store it (a constraint or trigger). Kept for replay."""
 
 
 class Reading(BaseModel):

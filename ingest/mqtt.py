@@ -21,14 +21,15 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hemmon.settings import MqttAddress, SettingsError
+from hemmon import errors
+from hemmon.settings import MqttAddress
 
 from .topics import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
 
 log = logging.getLogger(__name__)
 
 
-class BrokerUnavailable(SettingsError):
+class BrokerUnavailable(errors.BrokerUnavailable):
     """The broker named by HEMMON_MQTT_URL cannot be reached or refused us."""
 
 

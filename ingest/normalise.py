@@ -177,11 +177,11 @@ def normalise(
     try:
         return _normalise(raw, topic, devices, received_at)
     except Exception as exc:  # a bug must not lose the message: keep it as a rejection
-        log.exception("normalise failed unexpectedly")
+        log.exception("normalise failed: a bug in hemmon; the message is kept for replay")
         return Normalised(
             rejections=(
                 Rejection(
-                    reason=RejectReason.SCHEMA_INVALID,
+                    reason=RejectReason.INTERNAL_ERROR,
                     detail=f"internal error while reading the message: {type(exc).__name__}",
                     topic=topic,
                     raw=raw,

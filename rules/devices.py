@@ -45,12 +45,13 @@ def _hours(delta: timedelta) -> str:
 
 
 def device_findings(state: DeviceState, now: datetime, *,
-                    battery_notice_open: bool = False) -> list[Finding]:
+                    battery_notice_open: bool = False,
+                    zone: ZoneInfo = STOCKHOLM) -> list[Finding]:
     """The notices a device's state calls for now (empty: the device is fine)."""
     found = []
     silent_for = now - state.last_seen_at
     if silent_for > state.expect_every:
-        seen = state.last_seen_at.astimezone(STOCKHOLM)
+        seen = state.last_seen_at.astimezone(zone)
         offline = " och har meddelat att den är frånkopplad" if state.online is False else ""
         found.append(Finding(
             patient_id=state.patient_id, rule_key=silent_key(state.device_id), rule_version=0,

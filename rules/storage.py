@@ -1,14 +1,15 @@
 """What the rules engine reads and writes in PostgreSQL: series of readings and findings.
 
-The engine keeps no state in memory: each batch reads the stored readings around the new
-ones, so a restart (or a second worker) evaluates exactly as the first did.
+A pipeline holds its patients' series in memory (hemmon/core.py) and reads them from here
+when it first sees a patient, so a restart (or a second worker) evaluates exactly as the
+first did.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,33 +30,20 @@ Series = dict[str, dict[MeasurementType, list[Point]]]
 """patient -> measurement -> points sorted by measured time."""
 
 
-def point_key(device_id: str, message_key: str, kind: str) -> str:
-    return f"{device_id}/{message_key}/{kind}"
-
-
-def load_series(conn: Connection,
-                windows: Iterable[tuple[str, datetime, datetime, Sequence[str]]]) -> Series:
-    """The stored readings of each (patient, from, to, measurements) window, by patient and
-    measurement."""
-    patients, starts, ends, kinds = [], [], [], []
-    for patient, start, end, types in windows:
-        for kind in types:
-            patients.append(patient)
-            starts.append(start)
-            ends.append(end)
-            kinds.append(kind)
+def load_series_since(conn: Connection, since: Mapping[str, datetime]) -> Series:
+    """Every stored reading of each patient measured since the given time, by patient and
+    measurement, sorted by measured time (to fill a pipeline's in-memory series)."""
     found: Series = defaultdict(lambda: defaultdict(list))
-    if not patients:
+    if not since:
         return found
+    patients = sorted(since)
     rows = conn.execute(
         "SELECT r.patient_id, r.type, r.value, r.measured_at, r.device_id,"
         " r.message_key, r.on_oxygen"
-        " FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[])"
-        " AS w(patient, lo, hi, kind)"
-        " JOIN readings r ON r.patient_id = w.patient AND r.type = w.kind"
-        " AND r.measured_at BETWEEN w.lo AND w.hi"
+        " FROM unnest(%s::text[], %s::timestamptz[]) AS w(patient, lo)"
+        " JOIN readings r ON r.patient_id = w.patient AND r.measured_at >= w.lo"
         " ORDER BY r.patient_id, r.type, r.measured_at, r.device_id, r.message_key",
-        (patients, starts, ends, kinds),
+        (patients, [since[p] for p in patients]),
     ).fetchall()
     for patient, kind, value, measured_at, device, message, on_oxygen in rows:
         measurement = _KINDS[kind]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from hemmon.core import Evaluation
 from hemmon.distributed import (
     Topics,
     bucket,
@@ -22,7 +23,6 @@ from hemmon.ingest.model import (
     RejectReason,
     SourceFormat,
 )
-from hemmon.pipeline import Evaluation
 from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import Level
