@@ -113,6 +113,17 @@ def _ill_extras(p: Patient, day: int) -> None:
             _session(p, t, devices)
 
 
+def _heartbeats(p: Patient, days: int, levels: dict[int, float],
+                dead: list[tuple[datetime, datetime]]) -> None:
+    """The home hub reports its status every six hours while it has power, also when
+    nobody measures (a holiday is missed measurements, not a silent device)."""
+    for day in range(days):
+        for hour in (3.0, 9.0, 15.0, 21.0):
+            t = local(day, hour + p.rng.uniform(0, 0.2))
+            if day in levels and not any(start <= t < end for start, end in dead):
+                p.status(t, online=True, battery=levels[day])
+
+
 def simulate(profile: Profile, events: list[Event], days: int,
              rng: random.Random) -> Patient:
     """Every message the patient's device sends over the days, with the happenings."""
@@ -122,16 +133,21 @@ def simulate(profile: Profile, events: list[Event], days: int,
         p.happened("holiday", local(away.start, 0), local(away.stop, 0))
     _clock_fault(p, days)
     battery, dead_until = profile.battery, -1
-    dies = rng.random() < 0.1
+    dies = rng.random() < 0.15
+    dead: list[tuple[datetime, datetime]] = []
+    levels: dict[int, float] = {}
     for day in range(days):
         p.drift.step()
         morning = local(day, profile.wake + rng.gauss(0, 0.4)
                         + (rng.uniform(2, 4) if rng.random() < 0.04 else 0))
         p.planned += 1
-        if day in away or day < dead_until:
+        if day < dead_until:
             continue
         if battery <= 0:
             battery = 100.0
+        levels[day] = battery
+        if day in away:
+            continue
         if rng.random() >= profile.skip_rate or p.unwell(morning):
             p.taken += 1
             _session(p, morning, _devices(profile, evening=False))
@@ -139,14 +155,18 @@ def simulate(profile: Profile, events: list[Event], days: int,
             if battery < 12 and dies:
                 p.status(morning + MINUTE * 5, online=False, battery=None)
                 dead_until = day + rng.randint(2, 4)
-                p.happened("dead_battery", morning, local(dead_until, profile.wake))
+                back = local(dead_until, profile.wake)
+                dead.append((morning, back))
+                p.happened("dead_battery", morning, back)
                 battery, dies = 0.0, False
                 continue
-            if battery < rng.uniform(10, 22):
+            if not dies and battery < rng.uniform(12, 30):
                 battery = 100.0  # the patient or the home-care staff change it
+            levels[day] = battery
             p.status(morning + MINUTE * 2, online=True, battery=battery)
         evening = local(day, profile.evening + rng.gauss(0, 0.5))
         if rng.random() >= profile.skip_rate * 2 or p.unwell(evening):
             _session(p, evening, _devices(profile, evening=True))
         _ill_extras(p, day)
+    _heartbeats(p, days, levels, dead)
     return p
