@@ -151,7 +151,7 @@ def profiles(count: int, rng: random.Random) -> list[Profile]:
             floor = min(90, round(profile.spo2) - 3)
             profile.rules.append({"kind": "threshold", "measurement": "spo2",
                                   "yellow_below": floor, "red_below": floor - 2,
-                                  "confirm": "15m"})
+                                  "confirm": "12m"})
         out.append(profile)
     return out
 

@@ -3,6 +3,9 @@
 The habits (wandering times, skipped mornings, holidays, re-measuring a value that looks
 wrong) and the faults (a dead battery, a clock set wrong) are the everyday noise that must
 not reach a nurse as a clinical alert; each is written down as a non-clinical happening.
+Holidays and device faults go to patients without an injected deterioration, so that every
+deterioration can be seen in the data (a hub that is dead during a hypoglycaemia sends
+nothing to judge).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def _devices(profile: Profile, *, evening: bool) -> list[str]:
 
 
 def _holiday(p: Patient, days: int) -> range:
-    if days < 10 or p.rng.random() > 0.12:
+    if days < 10 or p.clinical or p.rng.random() > 0.12:
         return range(0)
     length = p.rng.randint(3, 6)
     first = p.rng.randint(2, days - length - 1)
@@ -36,7 +39,7 @@ def _holiday(p: Patient, days: int) -> range:
 
 
 def _clock_fault(p: Patient, days: int) -> None:
-    if days < 8 or p.rng.random() > 0.06:
+    if days < 8 or p.clinical or p.rng.random() > 0.06:
         return
     first = p.rng.randint(1, days - 6)
     span = p.rng.randint(3, 6)
@@ -133,7 +136,7 @@ def simulate(profile: Profile, events: list[Event], days: int,
         p.happened("holiday", local(away.start, 0), local(away.stop, 0))
     _clock_fault(p, days)
     battery, dead_until = profile.battery, -1
-    dies = rng.random() < 0.15
+    dies = not p.clinical and rng.random() < 0.15
     dead: list[tuple[datetime, datetime]] = []
     levels: dict[int, float] = {}
     for day in range(days):

@@ -128,14 +128,14 @@ def test_templates_wait_for_a_re_measurement_where_artefacts_are_common(group: s
     waits = [r for r in effective_rules([group], [])
              if isinstance(r, ThresholdRule | ChangeRule) and r.confirm is not None]
     assert waits
-    assert all(r.confirm == 15 * MIN for r in waits)
+    assert all(r.confirm == 12 * MIN for r in waits)
 
 
 def test_merging_two_groups_keeps_the_wait() -> None:
     [systolic] = [r for r in effective_rules(["heart_failure", "hypertension"], [])
                   if r.key == "threshold:blood_pressure_systolic"]
     assert isinstance(systolic, ThresholdRule)
-    assert systolic.confirm == 15 * MIN
+    assert systolic.confirm == 12 * MIN
 
 
 def test_due_pending_readings_alert_once_and_only_for_their_rule() -> None:
