@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from hemmon.ingest.model import MeasurementType
+from hemmon.rules.news2 import PARAMETERS, news2
 
 from .population import START, Event, _iso, injected, profiles, roster
 from .timeline import simulate
@@ -18,8 +22,6 @@ SIGNS: dict[str, Sign] = {
         (kind == "blood_pressure_systolic" and v > 180)
         or (kind == "blood_pressure_diastolic" and v > 110)),
     "hypoglycaemia": lambda kind, v: kind == "blood_glucose" and v < 3.9,
-    "sepsis": lambda kind, v: (kind == "body_temperature" and v > 38.0)
-    or (kind == "heart_rate" and v > 110),
 }
 
 
@@ -30,9 +32,22 @@ class Cohort:
     truth: dict[str, Any]
 
 
+def _news2_sign(event: Event, readings: list[tuple[datetime, str, float]],
+                scale: Literal[1, 2]) -> datetime | None:
+    """The first session whose vitals score NEWS2 5 or more (what the rule alerts on)."""
+    sessions: dict[datetime, dict[MeasurementType, float]] = defaultdict(dict)
+    for t, kind, v in readings:
+        if event.start <= t <= event.end and MeasurementType(kind) in PARAMETERS:
+            sessions[t][MeasurementType(kind)] = v
+    return min((t for t, vitals in sessions.items()
+                if news2(vitals, scale=scale, on_oxygen=None).total >= 5), default=None)
+
+
 def _first_sign(event: Event, readings: list[tuple[datetime, str, float]],
                 floors: dict[str, float]) -> datetime | None:
     sign: Sign
+    if event.kind == "sepsis":
+        return _news2_sign(event, readings, 2 if event.patient_id in floors else 1)
     if event.kind == "copd_exacerbation":
         floor = floors.get(event.patient_id, 90)
 

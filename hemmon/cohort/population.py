@@ -9,7 +9,7 @@ faults) that the rules must not turn into clinical alerts.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -196,9 +196,12 @@ def injected(patients: list[Profile], days: int, rng: random.Random) -> list[Eve
         if not eligible:
             continue
         rng.shuffle(eligible)
+        last = START + timedelta(days=days)
         for p in eligible[:max(1, round(share * len(eligible)))]:
             taken.add(p.patient_id)
-            events.append(_event(kind, p, days, rng))
+            event = _event(kind, p, days, rng)
+            # a short cohort ends before the episode does: the truth ends with the data
+            events.append(replace(event, end=min(event.end, last)))
     return sorted(events, key=lambda e: (e.start, e.patient_id))
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hemmon.cohort.generate import Cohort, cohort
 from hemmon.cohort.run import write_cohort
@@ -129,3 +131,16 @@ def test_outside_every_event_glucose_and_pressure_stay_safe(small: Cohort) -> No
             if v > 180:
                 assert crisis is not None
                 assert crisis[0] <= t <= crisis[1]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 10), st.integers(6, 12), st.integers(0, 2**32))
+def test_any_small_cohort_keeps_its_events_inside_its_span(patients: int, days: int,
+                                                           seed: int) -> None:
+    made = cohort(patients, days, seed)
+    start, end = made.truth["start"], made.truth["end"]
+    for event in made.truth["events"]:
+        assert start <= event["start"] < event["end"] <= end
+    assert len(made.roster["patients"]) == patients
+    assert all(start <= m["received_at"] <= end for m in made.messages
+               if not m["topic"].endswith("/status"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from hemmon.cli import main
 
 
-def test_hemmon_cohort_writes_the_evidence(tmp_path: Path, capsys: object) -> None:
+def test_hemmon_cohort_writes_the_evidence_the_same_each_time(tmp_path: Path) -> None:
     out = tmp_path / "cohort"
     assert main(["cohort", "--patients", "20", "--days", "14", "--seed", "1",
                  "--out", str(out)]) == 0
@@ -24,3 +24,8 @@ def test_hemmon_cohort_writes_the_evidence(tmp_path: Path, capsys: object) -> No
     assert "<script" not in html
     records = (out / "backtest.jsonl").read_text(encoding="utf-8").splitlines()
     assert json.loads(records[-1])["kind"] == "summary"
+    again = tmp_path / "again"
+    assert main(["cohort", "--patients", "20", "--days", "14", "--seed", "1",
+                 "--out", str(again)]) == 0
+    for name in ("messages.jsonl", "backtest.jsonl", "evidence.json", "report.html"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
