@@ -208,7 +208,9 @@ class _Evaluator:
         else:
             base = (min(window, key=lambda p: p.value) if rise
                     else max(window, key=lambda p: p.value))
-        return base, (target.value - base.value if rise else base.value - target.value)
+        # rounded: 81.2 - 80.0 is 1.2000000000000028 in floating point, not more than 1.2
+        change = target.value - base.value if rise else base.value - target.value
+        return base, round(change, 6)
 
     def _change_level(self, rule: ChangeRule, target: Point) -> tuple[Level, float] | None:
         found = self._change(rule, target)

@@ -150,3 +150,10 @@ def test_due_pending_readings_alert_once_and_only_for_their_rule() -> None:
     answered = points(M.SPO2, [(0, 85), (4, 96)])
     settled = evaluate_due("p-1", [SPO2], 1, {M.SPO2: answered}, held, now=T0 + 15 * MIN)
     assert settled.findings == []
+
+
+def test_a_change_exactly_at_the_step_is_not_above_it() -> None:
+    rule = ChangeRule(kind="rise", measurement=M.BODY_WEIGHT, above=2.0, yellow_above=1.2,
+                      within=timedelta(days=3), level=Level.RED)
+    series = points(M.BODY_WEIGHT, [(0, 80.0), (24 * 60, 81.2)])  # 1.2000000000000028
+    assert keys(run([rule], series)) == []
