@@ -39,11 +39,11 @@ def _holiday(p: Patient, days: int) -> range:
 
 
 def _clock_fault(p: Patient, days: int) -> None:
-    if days < 8 or p.clinical or p.rng.random() > 0.06:
+    if days < 8 or p.clinical or p.rng.random() > 0.1:
         return
     first = p.rng.randint(1, days - 6)
     span = p.rng.randint(3, 6)
-    offset = timedelta(hours=p.rng.choice((3, -5, -2)))
+    offset = timedelta(hours=p.rng.choice((3, -5, 3, -2)))
     start, end = local(first, 0), local(first + span, 0)
     p.clock_offset = lambda t: offset if start <= t < end else timedelta()
     p.happened("clock_wrong", start, end, hours=offset.total_seconds() / 3600)
