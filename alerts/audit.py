@@ -1,7 +1,8 @@
 """The access log the Swedish patient data act (patientdatalagen) asks for.
 
 Every read of a patient's data through the API or the inbox page, and every refused
-attempt, is written with who, what and when. It is written on its own connection so that
+attempt, is written with who, what and when; so are sign-ins, sign-outs, refused sign-ins
+and sessions ended because the roster changed. It is written on its own connection so that
 a refused request, whose own transaction rolls back, is still logged.
 """
 
@@ -20,11 +21,19 @@ from .access import Principal
 def log_access(pool: ConnectionPool, principal: Principal, action: str,
                patient_id: str | None, *, allowed: bool, at: datetime,
                detail: str | None = None) -> None:
+    log_event(pool, principal.user, principal.role, action, patient_id, allowed=allowed,
+              at=at, detail=detail)
+
+
+def log_event(pool: ConnectionPool, user: str, role: str, action: str,
+              patient_id: str | None, *, allowed: bool, at: datetime,
+              detail: str | None = None) -> None:
+    """An entry for a caller who may not have a principal (yet): sign-in, refusal."""
     with pool.connection() as conn:
         conn.execute(
             "INSERT INTO access_log (at, user_id, role, action, patient_id, allowed, detail)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (at, principal.user, principal.role, action, patient_id, allowed, detail),
+            (at, user, role, action, patient_id, allowed, detail),
         )
 
 

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import psycopg
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,14 +23,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from hemmon import metrics
 from hemmon.ingest import storage as readings_store
 from hemmon.ingest.model import MeasurementType
+from hemmon.preview import preview
 from hemmon.rules import storage as rules_store
 from hemmon.rules.model import Rule
+from hemmon.rules.templates import parse_rules
 
 from . import actions, storage
-from .access import Principal, TokenError, read_token
+from .access import Principal
 from .audit import log_access, query_access
 from .decide import Acknowledge, Action, Resolve, Snooze
 from .lifecycle import Outcome, TransitionError
+from .routing import STOCKHOLM
+from .signin import AuthConfig, Authenticator, AuthFailure, add_security_headers, add_sign_in_routes
 
 Clock = Callable[[], datetime]
 Replayer = Callable[[int], dict[str, Any]]
@@ -58,6 +63,16 @@ class RulesBody(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
+class PreviewBody(BaseModel):
+    rules: list[Rule]
+    """Proposed personal rules (as PUT .../rules takes them)."""
+    from_: datetime | None = Field(default=None, alias="from")
+    to: datetime | None = None
+
+
+PREVIEW_PERIOD = timedelta(days=30)
+
+
 class SnoozeBody(BaseModel):
     minutes: int = Field(ge=1, le=7 * 24 * 60)
     note: str | None = Field(default=None, max_length=2000)
@@ -70,9 +85,14 @@ def create_app(
     clock: Clock,
     ready: Callable[[], bool] = lambda: True,
     replay: Replayer | None = None,
+    auth: AuthConfig | None = None,
+    zone: ZoneInfo = STOCKHOLM,
 ) -> FastAPI:
     """The inbox service over a connection pool; `ready` adds the pipeline's own state."""
     app = FastAPI(title="hemmon inbox", version="1", docs_url="/api/docs", redoc_url=None)
+    authenticator = Authenticator(pool, auth or AuthConfig(secret_key=secret_key), clock)
+    add_security_headers(app, https=authenticator.config.cookie_secure)
+    add_sign_in_routes(app, authenticator)
 
     @app.exception_handler(ApiError)
     def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -97,13 +117,12 @@ def create_app(
         with pool.connection() as conn:
             yield conn
 
-    def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise ApiError(401, "unauthorized", "a bearer token is required")
+    def principal(request: Request) -> Principal:
+        # decided per request from the roster as it is now (alerts/access.py)
         try:
-            return read_token(secret_key, authorization[7:].strip())
-        except TokenError as exc:
-            raise ApiError(401, "unauthorized", str(exc)) from exc
+            return authenticator.principal(request)
+        except AuthFailure as exc:
+            raise ApiError(exc.status, exc.code, exc.detail) from exc
 
     Db = Annotated[psycopg.Connection[Any], Depends(db)]
     Caller = Annotated[Principal, Depends(principal)]
@@ -133,7 +152,7 @@ def create_app(
                 metrics.PATIENTS.set(storage.patient_count(conn))
         except Exception:  # metrics must answer even when the database does not
             pass
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -247,6 +266,22 @@ def create_app(
         if caller.role not in ("nurse", "admin"):
             raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
         return actions.change_rules(conn, caller, patient_id, body.rules, body.reason, clock())
+
+    @app.post("/api/v1/patients/{patient_id}/rules/preview")
+    def preview_rules(patient_id: str, body: PreviewBody, caller: Caller,
+                      conn: Db) -> dict[str, Any]:
+        check_patient(conn, caller, patient_id, "preview_rules")
+        if caller.role not in ("nurse", "admin"):
+            raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
+        end = body.to or clock()
+        start = body.from_ or end - PREVIEW_PERIOD
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ApiError(422, "invalid_request", "from/to: give a time with an offset")
+        if not timedelta(0) < end - start <= timedelta(days=366):
+            raise ApiError(422, "invalid_request", "from/to: a period of at most a year")
+        versions = rules_store.rule_history(conn, patient_id)
+        current = parse_rules(versions[0]["personal"]) if versions else []
+        return preview(conn, patient_id, body.rules, current, start, end, zone)
 
     @app.get("/api/v1/patients/{patient_id}/trend")
     def patient_trend(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -68,30 +70,64 @@ def _roster_load(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _token_create(settings: Settings, args: argparse.Namespace) -> int:
-    from hemmon.alerts.access import Principal, create_token
+def _hours(text: str) -> float:
+    hours = float(text)
+    if not 0 < hours <= 90 * 24:
+        raise argparse.ArgumentTypeError("give a lifetime above 0 and at most 2160 hours")
+    return hours
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from hemmon.alerts import credentials
+    from hemmon.alerts.access import Principal
 
     from .db import connect
-    from .roster import clinician_unit, team_exists
 
-    secret = settings.require_secret_key()
-    unit = team = None
-    if args.role in ("nurse", "mobile_team"):
-        with connect(settings.require_database_url()) as conn:
-            if args.role == "nurse":
-                unit = clinician_unit(conn, args.user)
-                if unit is None:
-                    raise SettingsError(f"--user {args.user}: no such clinician in the roster")
-            else:
-                team = args.team
-                if not team or not team_exists(conn, team):
-                    raise SettingsError(f"--team {team}: a mobile_team token needs a roster team")
-    principal = Principal(user=args.user, role=args.role, unit_id=unit, team_id=team)
-    print(create_token(secret, principal, lifetime=timedelta(days=args.days)))
+    now = datetime.now(UTC)
+    with connect(settings.require_database_url()) as conn:
+        if args.token_command == "revoke":
+            if not credentials.revoke_token(conn, args.id, now):
+                raise SettingsError(f"token {args.id}: no such token, or revoked already")
+            print(f"token {args.id} revoked")
+            return 0
+        clinician = credentials.clinician_by_id(conn, args.user)
+        if args.token_command == "code":
+            if clinician is None:
+                raise SettingsError(f"--user {args.user}: no such clinician in the roster")
+            code = credentials.create_login_code(conn, args.user, now=now)
+            print(f"engångskod för {args.user}: {code} (gäller en gång, i tio minuter)")
+            return 0
+        if args.role == "nurse" and clinician is None:
+            raise SettingsError(f"--user {args.user}: no such clinician in the roster")
+        if args.role == "mobile_team" and not (
+                clinician is not None or credentials.team_known(conn, args.team)):
+            raise SettingsError(f"--team {args.team}: a mobile_team token needs a roster team")
+        lifetime = timedelta(hours=args.hours)
+        token_id, token = credentials.issue_token(
+            conn, settings.require_secret_key(),
+            Principal(user=args.user, role=args.role, team_id=args.team), now=now,
+            lifetime=lifetime)
+    print(token)
+    print(f"token id {token_id}, valid until {(now + lifetime).isoformat(timespec='seconds')};"
+          f" revoke with: hemmon token revoke {token_id}", file=sys.stderr)
     return 0
 
 
 def _run(settings: Settings) -> int:
+    pipelines = settings.pipeline_processes
+    with tempfile.TemporaryDirectory(prefix="hemmon-metrics-") as shared:
+        if pipelines and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            # every process's metrics summed at /metrics; this must be set before the
+            # first metric exists, in this process and (inherited) in the pipelines
+            if "hemmon.metrics" in sys.modules:
+                raise AssertionError("hemmon.metrics was imported before `hemmon run` began")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+        return _serve(settings, pipelines)
+
+
+def _serve(settings: Settings, pipelines: int) -> int:
+    from hemmon.alerts.signin import auth_from_settings
+
     from .service import Service, ServiceConfig
 
     service = Service(ServiceConfig(
@@ -104,7 +140,11 @@ def _run(settings: Settings) -> int:
         batch_wait_ms=settings.batch_wait_ms,
         escalate_after=timedelta(minutes=settings.escalate_after_minutes),
         zone=settings.zone,
+        pipelines=pipelines,
+        client_id=settings.mqtt_client_id,
+        log_level=settings.log_level,
         webhook=settings.webhook(),
+        auth=auth_from_settings(settings),
     ))
     service.start()
     try:
@@ -232,11 +272,16 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("--reason", default="roster loaded from file")
     token = sub.add_parser("token", help="API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", help="print a signed API token")
+    create = token_sub.add_parser("create", help="print a signed API token (id on stderr)")
     create.add_argument("--user", required=True)
     create.add_argument("--role", required=True, choices=("nurse", "mobile_team", "admin"))
     create.add_argument("--team")
-    create.add_argument("--days", type=int, default=30)
+    create.add_argument("--hours", type=_hours, default=12.0,
+                        help="lifetime (default 12 hours, at most 90 days)")
+    revoke = token_sub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("id")
+    code = token_sub.add_parser("code", help="a one-time sign-in code for a roster clinician")
+    code.add_argument("--user", required=True)
     simulate = sub.add_parser("simulate", help="publish readings of virtual patients")
     simulate.add_argument("--patients", type=int, default=10)
     simulate.add_argument("--sessions", type=int, default=3,
@@ -344,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "roster":
                 return _roster_load(settings, args)
             case "token":
-                return _token_create(settings, args)
+                return _token(settings, args)
             case "run":
                 return _run(settings)
             case "simulate":

@@ -41,11 +41,23 @@ route): never a patient, a device or a topic.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+)
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Gauges are set by one process (the receiver of `hemmon run`, or a role), except the
+# series held by each pipeline process, which add up.
 ACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 
 MESSAGES_RECEIVED = Counter(
@@ -62,7 +74,8 @@ REJECTIONS = Counter("hemmon_rejections", "New rejections kept, by reason", ["re
 INTERNAL_ERRORS = Counter("hemmon_internal_errors",
                           "Messages a bug in hemmon met, kept for replay", ["stage"])
 SERIES_LOADS = Counter("hemmon_series_loads", "Patients' series loaded from the database")
-SERIES_POINTS = Gauge("hemmon_series_points", "Readings held in memory for the rules")
+SERIES_POINTS = Gauge("hemmon_series_points", "Readings held in memory for the rules",
+                      multiprocess_mode="livesum")
 FINDINGS_HISTORICAL = Counter(
     "hemmon_findings_historical", "Findings about readings too old to alert on"
 )
@@ -73,7 +86,8 @@ ESCALATIONS = Counter("hemmon_escalations", "Unacknowledged red alerts moved on"
 NOTIFICATIONS_SENT = Counter("hemmon_notifications_sent", "Pages delivered to the webhook")
 NOTIFICATION_FAILURES = Counter("hemmon_notification_failures",
                                 "Failed webhook attempts (retried)")
-NOTIFICATIONS_PENDING = Gauge("hemmon_notifications_pending", "Pages not delivered yet")
+NOTIFICATIONS_PENDING = Gauge("hemmon_notifications_pending", "Pages not delivered yet",
+    multiprocess_mode="mostrecent")
 READING_STORED_SECONDS = Histogram(
     "hemmon_reading_stored_seconds", "Receipt to reading committed", buckets=LATENCY_BUCKETS
 )
@@ -87,23 +101,27 @@ ACKNOWLEDGE_SECONDS = Histogram(
 BATCH_SECONDS = Histogram(
     "hemmon_batch_seconds", "One pipeline batch, normalise to commit", buckets=LATENCY_BUCKETS
 )
-OPEN_ALERTS = Gauge("hemmon_open_alerts", "Alerts not resolved", ["level", "route"])
+OPEN_ALERTS = Gauge("hemmon_open_alerts", "Alerts not resolved", ["level", "route"],
+    multiprocess_mode="mostrecent")
 OLDEST_UNACKNOWLEDGED = Gauge(
     "hemmon_oldest_unacknowledged_alert_seconds", "Age of the oldest open alert",
-    ["level", "route"],
-)
-PATIENTS = Gauge("hemmon_patients", "Patients in the roster")
-SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected interval")
-MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected")
+    ["level", "route"], multiprocess_mode="mostrecent")
+PATIENTS = Gauge("hemmon_patients", "Patients in the roster", multiprocess_mode="mostrecent")
+SILENT_DEVICES = Gauge("hemmon_silent_devices", "Devices past their expected interval",
+    multiprocess_mode="mostrecent")
+MQTT_CONNECTED = Gauge("hemmon_mqtt_connected", "1 while the pipeline's MQTT client is connected",
+    multiprocess_mode="mostrecent")
 
 BRIDGED = Counter("hemmon_bridge_messages", "MQTT messages handed to Kafka and acknowledged")
-BRIDGE_QUEUE = Gauge("hemmon_bridge_queue", "Messages taken from MQTT, not yet in Kafka")
+BRIDGE_QUEUE = Gauge("hemmon_bridge_queue", "Messages taken from MQTT, not yet in Kafka",
+    multiprocess_mode="mostrecent")
 BRIDGE_FAILURES = Counter("hemmon_bridge_failures", "Batches Kafka did not take (retried)")
 
 KAFKA_RECORDS = Counter("hemmon_kafka_records",
                         "Records a distributed role consumed and finished", ["role", "stage"])
 KAFKA_LAG = Gauge("hemmon_kafka_consumer_lag",
-                  "Records on this member's partitions not yet committed", ["role", "stage"])
+                  "Records on this member's partitions not yet committed", ["role", "stage"],
+    multiprocess_mode="mostrecent")
 KAFKA_SEND_FAILURES = Counter("hemmon_kafka_send_failures",
                               "Records Kafka did not take from a worker (retried)")
 
@@ -119,3 +137,13 @@ def set_alert_gauges(stats: list[tuple[str, str, int, float]]) -> None:
             count, age = seen.get((level, route), (0, 0.0))
             OPEN_ALERTS.labels(level, route).set(count)
             OLDEST_UNACKNOWLEDGED.labels(level, route).set(age)
+
+
+def exposition() -> bytes:
+    """The /metrics page: this process's metrics, or with pipeline processes (`hemmon run`
+    sets PROMETHEUS_MULTIPROC_DIR) the sum over all of them."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from hemmon.alerts.notify import WebhookNotifier
+from hemmon.ingest.bridge import KafkaUnavailable
 from hemmon.ingest.mqtt import MqttSource
 
 from .db import open_pool
@@ -26,7 +27,7 @@ from .distributed import KafkaConfig, StageRunner, Topics, Watchdog, alerts_app,
 from .notifier import NotifierThread
 from .pipeline import replay_rejection, utc_now
 from .service import check_port_free, role_app
-from .settings import Settings, SettingsError, mqtt_address
+from .settings import Settings, mqtt_address
 
 log = logging.getLogger(__name__)
 STALLED = 3
@@ -54,7 +55,7 @@ def check_kafka(bootstrap: str) -> None:
     try:
         asyncio.run(asyncio.wait_for(probe(), 20))
     except (KafkaError, OSError, TimeoutError) as exc:
-        raise SettingsError(
+        raise KafkaUnavailable(
             f"cannot reach Kafka at HEMMON_KAFKA_BOOTSTRAP ({bootstrap}): {exc}") from exc
 
 
@@ -144,9 +145,12 @@ def run_alerts(settings: Settings) -> int:
                 return replay_rejection(conn, rejection_id, utc_now)
 
         from hemmon.alerts.inbox import create_app
+        from hemmon.alerts.signin import auth_from_settings
 
         server = _http_thread(create_app(pool, secret_key=secret, clock=utc_now, ready=started,
-                                         replay=replay), settings)
+                                         replay=replay, auth=auth_from_settings(settings),
+                                         zone=settings.zone),
+                              settings)
         log.info("hemmon alerts running: inbox on http://%s:%d/", settings.http_host,
                  settings.http_port)
         _run_faust(app, settings)

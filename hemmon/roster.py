@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -57,10 +57,19 @@ class TeamEntry(_Entry):
     name: str
 
 
+HsaId = Annotated[str, Field(pattern=r"^SE[0-9]{10}-[0-9A-Za-z]{1,31}$")]
+"""An HSA-id: SE, the organisation number, a dash and a serial (SE2321000024-1234)."""
+
+
 class ClinicianEntry(_Entry):
     id: Id
     name: str
     unit: Id
+    hsa_id: HsaId | None = None
+    """The identity she signs in with at the region's identity provider."""
+    role: Literal["nurse", "mobile_team", "admin"] = "nurse"
+    team: Id | None = None
+    """Her mobile team; a clinician with role mobile_team sees that team's patients."""
 
 
 class DeviceEntry(_Entry):
@@ -117,9 +126,18 @@ def check_references(roster: RosterFile) -> None:
     units = {u.id for u in roster.units}
     teams = {t.id for t in roster.teams}
     clinicians = {c.id for c in roster.clinicians}
+    hsa_ids: set[str] = set()
     for c in roster.clinicians:
         if c.unit not in units:
             raise RosterError(f"clinician {c.id}: unit {c.unit!r} is not in units")
+        if c.team is not None and c.team not in teams:
+            raise RosterError(f"clinician {c.id}: team {c.team!r} is not in teams")
+        if c.role == "mobile_team" and c.team is None:
+            raise RosterError(f"clinician {c.id}: role mobile_team needs a team")
+        if c.hsa_id is not None and c.hsa_id in hsa_ids:
+            raise RosterError(f"clinician {c.id}: hsa_id {c.hsa_id!r} is listed twice")
+        if c.hsa_id is not None:
+            hsa_ids.add(c.hsa_id)
     seen_devices: set[str] = set()
     for p in roster.patients:
         if p.unit not in units:
@@ -178,8 +196,18 @@ def load_roster(
                    (u.id, u.name, u.office_hours, u.fallback_contact))
         for t in roster.teams:
             upsert("teams", ("id", "name"), (t.id, t.name))
+        if roster.clinicians:
+            # the file lists the staff as it is now: whoever it leaves out has left (first,
+            # so that her HSA-id is free for whoever the file gives it to)
+            changed += conn.execute(
+                "UPDATE clinicians SET removed_at = %s, hsa_id = NULL"
+                " WHERE removed_at IS NULL AND NOT id = ANY(%s)",
+                (now, [c.id for c in roster.clinicians]),
+            ).rowcount
         for c in roster.clinicians:
-            upsert("clinicians", ("id", "name", "unit_id"), (c.id, c.name, c.unit))
+            upsert("clinicians",
+                   ("id", "name", "unit_id", "hsa_id", "role", "team_id", "removed_at"),
+                   (c.id, c.name, c.unit, c.hsa_id, c.role, c.team, None))
         for p in roster.patients:
             upsert(
                 "patients",
@@ -250,11 +278,3 @@ def read_snapshot(conn: Connection, zone: ZoneInfo = STOCKHOLM) -> RosterSnapsho
     }
     return RosterSnapshot(revision=revision, devices=devices, rules=rules, teams=teams)
 
-
-def clinician_unit(conn: Connection, clinician_id: str) -> str | None:
-    row = conn.execute("SELECT unit_id FROM clinicians WHERE id = %s", (clinician_id,)).fetchone()
-    return str(row[0]) if row else None
-
-
-def team_exists(conn: Connection, team_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM teams WHERE id = %s", (team_id,)).fetchone() is not None

@@ -16,6 +16,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 
 from hemmon.alerts.inbox import create_app
 from hemmon.alerts.notify import WebhookNotifier
+from hemmon.alerts.signin import AuthConfig
 
 from .db import open_pool
 from .notifier import NotifierThread
@@ -40,10 +41,16 @@ class ServiceConfig:
     clock: Clock = field(default=utc_now)
     sweep_seconds: float = 60.0
     escalate_after: timedelta = timedelta(minutes=30)
+    pipelines: int = 0
+    """Pipeline processes (0: the pipeline runs in this process, as tests with a clock
+    need)."""
+    log_level: str = "INFO"
     zone: ZoneInfo = STOCKHOLM
     """HEMMON_TIMEZONE: office hours, care-plan deadlines and local times in texts."""
     webhook: tuple[str, str] | None = None
     """(url, secret) of the pager/SMS gateway's webhook; None: pages wait in the outbox."""
+    auth: AuthConfig | None = None
+    """Sign-in (identity provider, sessions); None: service tokens and codes, plain cookies."""
 
 
 def free_port() -> int:
@@ -101,6 +108,7 @@ class Service:
             batch_wait_ms=config.batch_wait_ms, protocol=config.protocol,
             client_id=config.client_id, clock=config.clock, sweep_seconds=config.sweep_seconds,
             escalate_after=config.escalate_after, zone=config.zone,
+            pipelines=config.pipelines, log_level=config.log_level,
         )
         self.notifier: NotifierThread | None = None
         if config.webhook is not None:
@@ -125,7 +133,8 @@ class Service:
                 return replay_rejection(conn, rejection_id, self.config.clock)
 
         app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
-                         ready=lambda: self.runner.ready, replay=replay)
+                         ready=lambda: self.runner.ready, replay=replay,
+                         auth=self.config.auth, zone=self.config.zone)
         if self.notifier is not None:
             self.notifier.start()
         self.server = uvicorn.Server(

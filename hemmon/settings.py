@@ -6,6 +6,7 @@ any password hidden); the CLI prints it and exits 2. Tests pass a dict.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -39,6 +40,18 @@ def _webhook_url(value: str) -> str:
     return value
 
 
+def _issuer_url(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.hostname or parts.query or parts.fragment or not (
+            parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))):
+        raise ValueError("not an https:// issuer URL (http:// only on 127.0.0.1, for tests)")
+    return value
+
+
+def _loopback(host: str | None) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -56,6 +69,10 @@ class Settings(BaseSettings):
     mqtt_url: Annotated[str, AfterValidator(_mqtt_url)] = "mqtt://127.0.0.1:1883"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,200}$")] = "hemmon.raw"
+    mqtt_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
+        "hemmon-embedded")
+    """`hemmon run`'s MQTT client id: its persistent session (what is not acknowledged
+    waits there for the next start)."""
     bridge_client_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = (
         "hemmon-bridge")
     bridge_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")] = "hemmon-bridge"
@@ -71,9 +88,22 @@ class Settings(BaseSettings):
     webhook_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
     webhook_secret: Annotated[SecretStr, Field(min_length=32)] | None = None
     escalate_after_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 30
+    pipelines: Annotated[int, Field(ge=0, le=64)] | None = None
+    """`hemmon run`'s pipeline processes (0: in the receiving process); default: one
+    fewer than the machine's cores, at least one."""
     batch_max: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_wait_ms: Annotated[int, Field(ge=0, le=10_000)] = 20
     log_level: str = "INFO"
+    oidc_issuer: Annotated[str, AfterValidator(_issuer_url)] | None = None
+    oidc_client_id: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    oidc_client_secret: Annotated[SecretStr, Field(min_length=1)] | None = None
+    oidc_claim: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")] = "hsa_id"
+    oidc_audience: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    oidc_scope: Annotated[str, Field(pattern=r"^openid( [!-~]+)*$")] = "openid"
+    public_url: Annotated[str, AfterValidator(_webhook_url)] | None = None
+    """The inbox's address as browsers reach it; the sign-in callback is under it."""
+    session_minutes: Annotated[int, Field(ge=5, le=12 * 60)] = 120
+    cookie_secure: bool = True
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -96,6 +126,35 @@ class Settings(BaseSettings):
             raise SettingsError(f"{missing} is not set: the webhook needs a URL and a secret")
         return self.webhook_url, self.webhook_secret.get_secret_value()
 
+    def inbox_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def check_cookie_secure(self) -> bool:
+        """Whether session cookies are Secure; off only for an inbox on 127.0.0.1."""
+        if not self.cookie_secure and not _loopback(urlsplit(self.inbox_url()).hostname):
+            raise SettingsError(
+                f"setting HEMMON_COOKIE_SECURE is false but the inbox is at {self.inbox_url()}:"
+                " only an inbox on http://127.0.0.1 (tests, demo) may use plain cookies")
+        return self.cookie_secure
+
+    def oidc(self) -> tuple[str, str, str] | None:
+        """(issuer, client id, client secret); all three or none must be set."""
+        if self.oidc_issuer is None:
+            return None
+        if self.oidc_client_id is None or self.oidc_client_secret is None:
+            missing = "HEMMON_OIDC_CLIENT_ID" if self.oidc_client_id is None else (
+                "HEMMON_OIDC_CLIENT_SECRET")
+            raise SettingsError(f"{missing} is not set: sign-in through HEMMON_OIDC_ISSUER"
+                                " needs the client id and secret registered with the provider")
+        return (self.oidc_issuer, self.oidc_client_id,
+                self.oidc_client_secret.get_secret_value())
+
+    @property
+    def pipeline_processes(self) -> int:
+        if self.pipelines is not None:
+            return self.pipelines
+        return max(1, (os.cpu_count() or 2) - 1)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -116,7 +175,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         error = exc.errors(include_url=False)[0]
         name = f"HEMMON_{str(error['loc'][0]).upper()}" if error["loc"] else "HEMMON_*"
         shown = redact(str(error.get("input", "")))
-        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET"):
+        if name in ("HEMMON_SECRET_KEY", "HEMMON_WEBHOOK_SECRET", "HEMMON_OIDC_CLIENT_SECRET"):
             shown = "***"
         raise SettingsError(f"setting {name} has value {shown!r}: {error['msg']}") from exc
 

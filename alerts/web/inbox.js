@@ -30,9 +30,6 @@ function describe(rule) {
     news2: `skala ${rule.scale}, ${span(rule.within)}` };
   return `${what}: ${kinds[rule.kind] || rule.kind}${limits ? " – " + limits : ""}${rule.level ? " (" + (LEVELS[rule.level] || rule.level).toLowerCase() + ")" : ""}`;
 }
-const params = new URLSearchParams(location.hash.slice(1));
-if (params.get("token")) { sessionStorage.setItem("hemmon-token", params.get("token")); params.delete("token"); }
-let token = sessionStorage.getItem("hemmon-token");
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -46,9 +43,10 @@ function when(iso) { return new Date(iso).toLocaleString("sv-SE", ZONE); }
 function showError(e) { document.getElementById("error").textContent = e ? e.message : ""; }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, { ...options, headers: {
-    "Authorization": "Bearer " + token, "Content-Type": "application/json" } });
-  if (response.status === 401) { sessionStorage.removeItem("hemmon-token"); show("login"); throw new Error("Logga in igen."); }
+  // the session cookie (HttpOnly, SameSite=Strict) goes with every same-origin request
+  const response = await fetch(path, { ...options, credentials: "same-origin",
+    headers: { "Content-Type": "application/json" } });
+  if (response.status === 401) { location.assign("/login"); throw new Error("Logga in igen."); }
   const body = await response.json();
   if (!response.ok) throw new Error(body.detail || response.statusText);
   return body;
@@ -180,21 +178,14 @@ async function route() {
   } catch (e) { showError(e); }
 }
 async function start() {
-  if (!token) { show("login"); return; }
   try {
     const me = await api("/api/v1/me");
     document.getElementById("who").textContent = `${me.user} (${me.unit || me.team || "administratör"})`;
   } catch (e) { showError(e); return; }
-  history.replaceState(null, "", "#" + params.toString());
   await route();
   setInterval(route, 10000);
 }
 window.addEventListener("hashchange", route);
 for (const id of ["filter-route", "filter-unit", "filter-category"]) document.getElementById(id).addEventListener("change", worklist);
 document.getElementById("home").addEventListener("click", e => { e.preventDefault(); location.hash = ""; });
-document.getElementById("login-button").onclick = () => {
-  token = document.getElementById("token").value.trim();
-  sessionStorage.setItem("hemmon-token", token);
-  start();
-};
 start();

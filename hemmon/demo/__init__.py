@@ -25,7 +25,9 @@ from pathlib import Path
 
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from hemmon.alerts.access import Principal, create_token
+from hemmon.alerts import credentials
+from hemmon.alerts.access import Principal
+from hemmon.alerts.signin import AuthConfig
 from hemmon.db import connect, migrate
 from hemmon.roster import load_roster, read_roster
 from hemmon.service import Service, ServiceConfig, check_port_free, free_port, wait_for_port
@@ -186,26 +188,36 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
             load_roster(conn, roster, actor="hemmon-demo", reason="demo roster",
                         now=datetime.now(UTC))
         secret = secrets.token_urlsafe(32)
+        # plain cookies: the demo's inbox is only on http://127.0.0.1
         service = Service(ServiceConfig(database_url=database_url, mqtt=address,
                                         secret_key=secret, http_port=port,
-                                        protocol=protocol))
+                                        protocol=protocol,
+                                        auth=AuthConfig(secret, cookie_secure=False)))
         service.start()
         stack.callback(service.stop)
         simulator = DemoSimulator(address)
         simulator.start()
         stack.callback(simulator.stopped.set)
-        nurse = create_token(secret, Principal(user="nurse-anna", role="nurse",
-                                               unit_id="hc-stugun"))
-        admin = create_token(secret, Principal(user="demo-admin", role="admin"))
+        # no token in a URL: one-time codes to type on the sign-in page, good for the
+        # demo's working day, and a short-lived service token for curl
+        now = datetime.now(UTC)
+        with connect(database_url) as conn:
+            nurse = credentials.create_login_code(conn, "nurse-anna", now=now,
+                                                  lifetime=timedelta(hours=8))
+            admin = credentials.create_login_code(conn, "demo-admin", now=now,
+                                                  lifetime=timedelta(hours=8))
+            _, api = credentials.issue_token(conn, secret,
+                                             Principal(user="demo-admin", role="admin"),
+                                             now=now, lifetime=timedelta(hours=8))
 
         def banner() -> None:
             print(
-                f"\nhemmon demo kör. Inkorgen: http://127.0.0.1:{port}/\n"
-                f"  Logga in som sjuksköterska Anna Berg (Stugun hälsocentral):\n"
-                f"    http://127.0.0.1:{port}/#token={nurse}\n"
-                f"  Administratör (alla enheter, avvisade meddelanden):\n"
-                f"    token {admin}\n"
-                f"  API: curl -H 'Authorization: Bearer <token>' "
+                f"\nhemmon demo kör. Logga in på http://127.0.0.1:{port}/login\n"
+                f"  Sjuksköterska Anna Berg (Stugun hälsocentral), engångskod: {nurse}\n"
+                f"  Administratör (alla enheter, avvisade meddelanden), engångskod: {admin}\n"
+                f"  Koderna gäller en gång. Ny kod: HEMMON_DATABASE_URL={database_url}"
+                f" hemmon token code --user nurse-anna\n"
+                f"  API (administratör, 8 timmar): curl -H 'Authorization: Bearer {api}' "
                 f"http://127.0.0.1:{port}/api/v1/alerts\n"
                 f"  MQTT: {address.host}:{address.port}   Ctrl-C avslutar.\n",
                 flush=True,

@@ -14,12 +14,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
-from hemmon.alerts.access import Principal
 from hemmon.settings import MqttAddress
 
 from ..integration.harness import Device, Running, running_service
 from ..integration.test_embedded_pipeline import native
 from ..services import require
+from .signin import sign_in_with_code
 from .test_demo import CHROMIUM_FLAGS, chromium
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -60,8 +60,7 @@ def test_a_nurse_logs_in_opens_a_patient_sees_the_limits_and_acknowledges(
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     wait = WebDriverWait(browser, 20)
-    anna = running.token(Principal(user="nurse-anna", role="nurse", unit_id="hc-stugun"))
-    browser.get(f"{running.http.base_url}/#token={anna}")
+    sign_in_with_code(browser, str(running.http.base_url), running.login_code("nurse-anna"))
 
     row = wait.until(ready.presence_of_element_located((By.CSS_SELECTOR, "#alerts tr")))
     assert "Syremättnad 86 %, under röd gräns 88 %" in row.text

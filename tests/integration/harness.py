@@ -17,7 +17,10 @@ import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hemmon.alerts.access import Principal, create_token
+from hemmon.alerts import credentials
+from hemmon.alerts.access import Principal
+from hemmon.alerts.signin import AuthConfig
+from hemmon.db import connect
 from hemmon.service import Service, ServiceConfig
 from hemmon.settings import MqttAddress
 
@@ -42,8 +45,15 @@ class Running:
     http: httpx.Client
     admin_token: str
 
-    def token(self, principal: Principal) -> str:
-        return create_token(SECRET, principal)
+    def token(self, principal: Principal, lifetime: timedelta = timedelta(days=3650)) -> str:
+        """A stored service token (long-lived: tests move their clocks); the roster, not the
+        principal's unit, decides its scope."""
+        return issue(self.service.config.database_url, principal, lifetime)
+
+    def login_code(self, clinician_id: str) -> str:
+        """A one-time code to type on /login, as `hemmon token code` prints it."""
+        with connect(self.service.config.database_url) as conn:
+            return credentials.create_login_code(conn, clinician_id, now=datetime.now(UTC))
 
     def get(self, path: str, token: str | None = None, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token or self.admin_token}"}
@@ -63,18 +73,25 @@ class Running:
         return metric_value(self.http.get("/metrics").text, name, **labels)
 
 
+def issue(database_url: str, principal: Principal, lifetime: timedelta) -> str:
+    with connect(database_url) as conn:
+        return credentials.issue_token(conn, SECRET, principal, now=datetime.now(UTC),
+                                       lifetime=lifetime)[1]
+
+
 @contextmanager
 def running_service(
     database_url: str, address: MqttAddress, *, client_id: str | None = None,
     clock: Callable[[], datetime] | None = None, sweep_seconds: float = 60.0,
-    webhook: tuple[str, str] | None = None,
+    webhook: tuple[str, str] | None = None, auth: AuthConfig | None = None,
+    port: int | None = None,
 ) -> Iterator[Running]:
-    port = free_port()
+    port = port or free_port()
     service = Service(ServiceConfig(
         database_url=database_url, mqtt=address, secret_key=SECRET, http_port=port,
         batch_wait_ms=5, client_id=client_id or f"hemmon-test-{uuid.uuid4().hex[:8]}",
         clock=clock or (lambda: datetime.now(UTC)), sweep_seconds=sweep_seconds,
-        webhook=webhook,
+        webhook=webhook, auth=auth or AuthConfig(SECRET, cookie_secure=False),
     ))
     service.start()
     thread = threading.Thread(target=service.serve, daemon=True)
@@ -82,8 +99,9 @@ def running_service(
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     wait_until(lambda: _answers(http), what="the inbox to answer")
     try:
-        yield Running(service, http,
-                      create_token(SECRET, Principal(user="test-admin", role="admin")))
+        yield Running(service, http, issue(database_url, Principal(user="test-admin",
+                                                                   role="admin"),
+                                           timedelta(days=3650)))
     finally:
         http.close()
         service.stop()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -43,6 +45,8 @@ def hemmon(*args: str, env: dict[str, str] | None = None,
           "HEMMON_TIMEZONE": "Mars/Olympus"}, "HEMMON_TIMEZONE"),
         ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
           "HEMMON_MQTT_URL": "http://broker"}, "HEMMON_MQTT_URL"),
+        ({"HEMMON_DATABASE_URL": "postgresql://x@127.0.0.1/db", "HEMMON_SECRET_KEY": SECRET,
+          "HEMMON_PIPELINES": "many"}, "HEMMON_PIPELINES"),
     ],
 )
 def test_a_bad_setting_stops_run_at_start_naming_it(env: dict[str, str], named: str) -> None:
@@ -107,12 +111,21 @@ def test_migrate_and_roster_load_are_idempotent(pg: PostgresServer, tmp_path: Pa
 
     token = hemmon("token", "create", "--user", "nurse-anna", "--role", "nurse", env=env)
     assert token.returncode == 0, token.stderr
-    principal = read_token(SECRET, token.stdout.strip())
-    assert (principal.user, principal.role, principal.unit_id) == (
-        "nurse-anna", "nurse", "hc-stugun")
+    claims = read_token(SECRET, token.stdout.strip())
+    assert (claims.user, claims.role) == ("nurse-anna", "nurse")
+    assert f"hemmon token revoke {claims.token_id}" in token.stderr
+    revoked = hemmon("token", "revoke", claims.token_id, env=env)
+    assert revoked.returncode == 0, revoked.stderr
+    with psycopg.connect(pg.url("cli_db")) as conn:
+        assert conn.execute("SELECT revoked_at IS NOT NULL, expires_at - created_at"
+                            " FROM service_tokens").fetchall() == [(True, timedelta(hours=12))]
+    assert hemmon("token", "revoke", claims.token_id, env=env).returncode == 2
     unknown = hemmon("token", "create", "--user", "nobody", "--role", "nurse", env=env)
     assert unknown.returncode == 2
     assert "no such clinician" in unknown.stderr
+    code = hemmon("token", "code", "--user", "nurse-anna", env=env)
+    assert re.search(r"engångskod för nurse-anna: [0-9A-F]{5}-[0-9A-F]{5}", code.stdout)
+    assert hemmon("token", "code", "--user", "nobody", env=env).returncode == 2
 
 
 def test_a_broken_roster_is_refused_naming_the_entry(pg: PostgresServer, tmp_path: Path) -> None:

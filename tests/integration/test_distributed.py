@@ -18,7 +18,16 @@ from hemmon.settings import MqttAddress
 from hemmon.simulator import roster_for
 
 from ..services import Kafka, PostgresServer, kafka, mosquitto, postgres_server
-from .cluster import PATIENTS, READINGS, Cluster, Outcome, outcome, publish, wait_for
+from .cluster import (
+    PATIENTS,
+    READINGS,
+    SCENARIO,
+    Cluster,
+    Outcome,
+    outcome,
+    publish,
+    wait_for,
+)
 from .harness import Device, running_service, wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "distributed"
@@ -240,3 +249,62 @@ def test_a_message_the_database_refuses_is_kept_and_its_batch_goes_through(
         [(detail, raw)] = conn.execute("SELECT detail, raw FROM rejections").fetchall()
     assert "could not be processed" in detail
     assert json.loads(bytes(raw))["message_id"] == "poison"
+
+
+# -- `hemmon run` with pipeline processes: the same readings and alerts -------------------
+
+@pytest.fixture
+def embedded_run(roster_url: str, mqtt: MqttAddress,
+                 request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """`hemmon run` as an operator runs it, with two pipeline processes (no Kafka)."""
+    running = Cluster(roster_url, mqtt, "127.0.0.1:1", ARTIFACTS / request.node.name)
+    running.env.update({"HEMMON_PIPELINES": "2",
+                        "HEMMON_MQTT_CLIENT_ID": f"run-{uuid.uuid4().hex[:6]}"})
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def pipeline_processes(role_pid: int) -> list[int]:
+    """The pipeline processes `hemmon run` spawned (not multiprocessing's helper)."""
+    children = Path(f"/proc/{role_pid}/task/{role_pid}/children").read_text().split()
+    return [int(pid) for pid in children
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_hemmon_run_with_pipeline_processes_loses_and_doubles_nothing_across_kill_9(
+        embedded_run: Cluster, mqtt: MqttAddress, embedded: Outcome) -> None:
+    import os
+    import signal
+
+    run = embedded_run.start("run", "run")
+    assert len(pipeline_processes(run.process.pid)) == 2
+
+    def kill_a_pipeline() -> None:
+        os.kill(pipeline_processes(embedded_run.roles["run"].process.pid)[0], signal.SIGKILL)
+
+    def kill_the_receiver() -> None:
+        embedded_run.kill("run")
+        embedded_run.start("run", "run")
+
+    publish(mqtt, rate=400, at={0.3: kill_a_pipeline, 0.6: kill_the_receiver})
+    assert_same(wait_for(embedded_run.database_url, embedded), embedded, embedded_run)
+    run = embedded_run.roles["run"]
+    assert len(pipeline_processes(run.process.pid)) == 2
+    # every process's metrics, summed (prometheus_client's multiprocess mode)
+    assert run.metric("hemmon_readings_evaluated_total") > 0
+    assert run.metric("hemmon_mqtt_connected") == 1
+
+
+def test_the_backtest_gives_the_embedded_runners_alerts(embedded: Outcome) -> None:
+    """One recorded stream, live through MQTT and PostgreSQL and replayed by `hemmon
+    backtest` with no services: the same clinical alerts (patient, rule, level, count)."""
+    from hemmon.backtest import run_backtest
+
+    recorded = [{"topic": topic, "payload": body.decode()} for topic, body in SCENARIO]
+    records = run_backtest(roster_for(PATIENTS), recorded)
+    replayed = frozenset((r["patient_id"], r["rule"], r["level"], r["occurrences"])
+                         for r in records if r["kind"] == "alert"
+                         and r["category"] == "clinical")
+    assert replayed == embedded.alerts
