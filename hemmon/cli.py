@@ -244,6 +244,18 @@ def _bridge(settings: Settings) -> int:
     return 0
 
 
+def _cohort(args: argparse.Namespace) -> int:
+    from .cohort.run import write_cohort
+
+    if args.patients < 1 or args.days < 1:
+        print("hemmon: --patients and --days must be at least 1", file=sys.stderr)
+        return 2
+    figures = write_cohort(Path(args.out), patients=args.patients, days=args.days,
+                           seed=args.seed)
+    print(json.dumps({"out": args.out, "goals": figures["goals"]}, ensure_ascii=False))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hemmon", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -309,6 +321,12 @@ def parser() -> argparse.ArgumentParser:
     backtest.add_argument("--to", dest="end", help="ISO time: ignore messages from here on")
     backtest.add_argument("--resolve-after", default="24h",
                           help="an alert counts as resolved this long after it opened")
+    cohort = sub.add_parser("cohort", help="a simulated population with ground truth, "
+                            "backtested: roster, messages, truth, report.html, evidence.json")
+    cohort.add_argument("--patients", type=int, default=100)
+    cohort.add_argument("--days", type=int, default=30)
+    cohort.add_argument("--seed", type=int, default=1)
+    cohort.add_argument("--out", required=True, help="folder for the files")
     return top
 
 
@@ -393,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _mosquitto_config(args)
             case "report":
                 return _report(settings, args)
+            case "cohort":
+                return _cohort(args)
             case _:
                 raise AssertionError(args.command)
     except (SettingsError, Unavailable) as exc:

@@ -11,9 +11,10 @@ makes the findings of threshold and rise/fall rules independent of arrival order
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from hemmon.ingest.model import MeasurementType
 
@@ -23,6 +24,8 @@ from .model import ChangeRule, Level, MeanRule, News2Rule, Rule, ThresholdRule
 from .news2 import PARAMETERS, news2
 
 THRESHOLD_LOOKBACK = timedelta(days=7)
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+DAY = timedelta(days=1)
 URGENT_TOTAL = 5
 # How far past the limit a value must come back before an excursion ends, by measurement.
 CLEAR_MARGINS: dict[MeasurementType, float] = {
@@ -54,9 +57,21 @@ class Clear:
 
 
 @dataclass(frozen=True, slots=True)
+class Pending:
+    """A finding held back for a re-measurement: evaluate the reading again at `due_at`
+    (with `now` at or after it); a normal re-measurement by then cancels it."""
+
+    rule_key: str
+    reading_key: str
+    measured_at: datetime
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     findings: list[Finding]
     clears: list[Clear]
+    pending: list[Pending] = field(default_factory=list)
 
 
 def measurements_needed(rules: Iterable[Rule], kinds: Iterable[MeasurementType]
@@ -69,12 +84,29 @@ def measurements_needed(rules: Iterable[Rule], kinds: Iterable[MeasurementType]
 
 
 def lookback(rules: Iterable[Rule]) -> timedelta:
-    """How far before a reading the engine looks, for these rules."""
+    """How far before a reading the engine looks, for these rules (a window of whole days
+    starts at a local midnight, up to a day before `within` hours)."""
     spans = [THRESHOLD_LOOKBACK]
     for rule in rules:
         if isinstance(rule, ChangeRule | MeanRule | News2Rule):
-            spans.append(rule.within)
+            spans.append(rule.within + (DAY if _whole_days(rule.within) else timedelta()))
+        if isinstance(rule, ThresholdRule | ChangeRule) and rule.confirm is not None:
+            spans.append(THRESHOLD_LOOKBACK + rule.confirm)
     return max(spans)
+
+
+def _whole_days(span: timedelta) -> bool:
+    return span >= DAY and span % DAY == timedelta()
+
+
+def window_start(within: timedelta, at: datetime, zone: ZoneInfo = STOCKHOLM) -> datetime:
+    """Where a window of `within` before `at` begins: whole days are calendar days in the
+    zone ("3 dygn" before Thursday 07:20 begins Monday 00:00 local), anything else is
+    exact. Built on the local date, so a day of summer-time change is still one day."""
+    if not _whole_days(within):
+        return at - within
+    day = at.astimezone(zone).date() - timedelta(days=within.days)
+    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
 def _window(series: Sequence[Point], start: datetime, end: datetime) -> Sequence[Point]:
@@ -91,8 +123,37 @@ def _days(span: timedelta) -> str:
 
 class _Evaluator:
     def __init__(self, patient_id: str, version: int,
-                 series: Mapping[MeasurementType, Sequence[Point]]) -> None:
+                 series: Mapping[MeasurementType, Sequence[Point]], zone: ZoneInfo,
+                 now: datetime | None) -> None:
         self.patient_id, self.version, self.series = patient_id, version, series
+        self.zone, self.now = zone, now
+        self.thresholds: dict[MeasurementType, ThresholdRule] = {}
+
+    def confirmed(self, rule: ThresholdRule | ChangeRule, target: Point, out: Outcome,
+                  breaks: Callable[[Point], bool], normal: Callable[[Point], bool]) -> bool:
+        """Whether a breaking reading may alert now, under the rule's `confirm` wait.
+
+        Yes when a reading just before it broke too (it confirms), when a re-measurement
+        within the wait is neither normal nor breaking (a value at the limit confirms), or
+        when the wait is over without one. No when every re-measurement is clearly normal
+        (cold fingers, stairs), when a re-measurement breaks (it alerts itself, confirmed by
+        this one), or while the wait is still running (then it is pending)."""
+        if rule.confirm is None:
+            return True
+        own = self.series.get(target.type, ())
+        before = _window(own, target.measured_at - rule.confirm, target.measured_at)
+        if any(p.measured_at < target.measured_at and breaks(p) for p in before):
+            return True
+        after = [p for p in _window(own, target.measured_at,
+                                    target.measured_at + rule.confirm)
+                 if p.measured_at > target.measured_at]
+        if after:
+            return not any(normal(p) or breaks(p) for p in after)
+        due = target.measured_at + rule.confirm
+        if self.now is not None and self.now < due:
+            out.pending.append(Pending(rule.key, target.key, target.measured_at, due))
+            return False
+        return True
 
     def finding(self, rule: Rule, target: Point, level: Level, value: float, limit: float,
                 direction: str, explanation: str,
@@ -109,6 +170,17 @@ class _Evaluator:
         crossed = threshold_level(rule, target.value)
         if crossed is not None:
             level, limit, direction = crossed
+            # A re-measurement is normal when it is back inside every limit on the side
+            # crossed by half the clearing margin: a COPD patient's 88 against a floor of
+            # 88 is at the limit and confirms; a pulse of 97 after a 123 against 100 is the
+            # patient at rest.
+            bound = _inner(rule, direction) + (
+                -_margin(rule) / 2 if direction == "above" else _margin(rule) / 2)
+            if not self.confirmed(rule, target, out,
+                                  lambda p: threshold_level(rule, p.value) is not None,
+                                  lambda p: (p.value <= bound if direction == "above"
+                                             else p.value >= bound)):
+                return
             out.findings.append(self.finding(
                 rule, target, level, target.value, limit, direction,
                 threshold_explanation(target.type, target.value, level, limit, direction)))
@@ -119,28 +191,71 @@ class _Evaluator:
             if cleared and point.measured_at == target.measured_at:
                 out.clears.append(Clear(rule.key, target.measured_at))
 
-    def change(self, rule: ChangeRule, target: Point, out: Outcome) -> None:
-        window = _window(self.series[target.type], target.measured_at - rule.within,
+    def _change(self, rule: ChangeRule, target: Point) -> tuple[Point, float] | None:
+        """The window's low (high) and the change from it to the target."""
+        window = _window(self.series[target.type],
+                         window_start(rule.within, target.measured_at, self.zone),
                          target.measured_at)
         if not window:
-            return
+            return None
         rise = rule.kind == "rise"
-        base = min(window, key=lambda p: p.value) if rise else max(window, key=lambda p: p.value)
+        if rule.baseline == "median":
+            values = sorted(p.value for p in window)
+            middle = len(values) // 2
+            value = (values[middle] if len(values) % 2
+                     else (values[middle - 1] + values[middle]) / 2)
+            base = Point(target.type, value, window[0].measured_at, "median")
+        else:
+            base = (min(window, key=lambda p: p.value) if rise
+                    else max(window, key=lambda p: p.value))
+        # rounded: 81.2 - 80.0 is 1.2000000000000028 in floating point, not more than 1.2
         change = target.value - base.value if rise else base.value - target.value
-        if change <= rule.above:
+        return base, round(change, 6)
+
+    def _change_level(self, rule: ChangeRule, target: Point) -> tuple[Level, float] | None:
+        found = self._change(rule, target)
+        if found is None:
+            return None
+        change = found[1]
+        if change > rule.above:
+            return rule.level, rule.above
+        if rule.yellow_above is not None and change > rule.yellow_above:
+            return Level.YELLOW, rule.yellow_above
+        return None
+
+    def change(self, rule: ChangeRule, target: Point, out: Outcome) -> None:
+        stepped = self._change_level(rule, target)
+        found = self._change(rule, target)
+        if stepped is None or found is None:
             return
+        if not self.confirmed(rule, target, out,
+                              lambda p: self._change_level(rule, p) is not None,
+                              lambda p: self._change_level(rule, p) is None):
+            return
+        level, limit_value = stepped
+        base, change = found
+        rise = rule.kind == "rise"
         sign = "+" if rise else "−"
         unit = quantity(target.type, 0).split(" ", 1)[1]
-        limit = f"{rule.above:.1f}".replace(".", ",")
+        limit = f"{limit_value:.1f}".replace(".", ",")
+        span = (f"från medianen för {_days(rule.within)}" if rule.baseline == "median"
+                else f"på {_days(rule.within)}")
         out.findings.append(self.finding(
-            rule, target, rule.level, change, rule.above, "above" if rise else "below",
-            f"{NAMES[target.type]} {sign}{number(change)} {unit} på {_days(rule.within)}"
+            rule, target, level, change, limit_value, "above" if rise else "below",
+            f"{NAMES[target.type]} {sign}{number(change)} {unit} {span}"
             f" ({number(base.value)} -> {quantity(target.type, target.value)}), gräns"
             f" {limit} {unit}"))
 
     def mean(self, rule: MeanRule, target: Point, out: Outcome) -> None:
-        window = _window(self.series[target.type], target.measured_at - rule.within,
+        window = _window(self.series[target.type],
+                         window_start(rule.within, target.measured_at, self.zone),
                          target.measured_at)
+        # A reading outside the single-reading limits has its own alert: left out, a
+        # two-day crisis does not become a week of notices about the mean (ESH 2023: the
+        # home mean follows the treatment's course, acute values are judged one by one).
+        limit_rule = self.thresholds.get(target.type)
+        if limit_rule is not None:
+            window = [p for p in window if threshold_level(limit_rule, p.value) is None]
         if len(window) < rule.min_count:
             return
         mean = sum(p.value for p in window) / len(window)
@@ -185,8 +300,7 @@ def excursion_ends(rule: ThresholdRule,
     """(point, whether an excursion ended there) along a series, with hysteresis: it ends
     when a value is back inside every limit by the margin, or after `clear_after` readings
     in a row inside the limits. A value hovering at a limit does not end it."""
-    margin = rule.clear_margin if rule.clear_margin is not None else (
-        CLEAR_MARGINS[rule.measurement])
+    margin = _margin(rule)
     active = False
     good = 0
     for point in series:
@@ -198,6 +312,18 @@ def excursion_ends(rule: ThresholdRule,
             if good >= rule.clear_after or _back_inside(rule, point.value, margin):
                 active, ended = False, True
         yield point, ended
+
+
+def _inner(rule: ThresholdRule, direction: str) -> float:
+    """The limit nearest to normal on one side (the yellow one where there is one)."""
+    if direction == "above":
+        return min(v for v in (rule.yellow_above, rule.red_above) if v is not None)
+    return max(v for v in (rule.yellow_below, rule.red_below) if v is not None)
+
+
+def _margin(rule: ThresholdRule) -> float:
+    return rule.clear_margin if rule.clear_margin is not None else (
+        CLEAR_MARGINS[rule.measurement])
 
 
 def _back_inside(rule: ThresholdRule, value: float, margin: float) -> bool:
@@ -213,9 +339,18 @@ def evaluate_points(
     version: int,
     series: Mapping[MeasurementType, Sequence[Point]],
     targets: Iterable[Point],
+    *,
+    now: datetime | None = None,
+    zone: ZoneInfo = STOCKHOLM,
 ) -> Outcome:
-    """Findings of every rule for each target, from the series (sorted by measured time)."""
-    evaluator = _Evaluator(patient_id, version, series)
+    """Findings of every rule for each target, from the series (sorted by measured time).
+
+    `now`, when given, is the clock: a finding whose rule waits for a re-measurement
+    (`confirm`) and whose wait is still running is returned as pending, not as a finding.
+    Without it the series is taken as complete (history, tests): the wait is over.
+    `zone` makes whole-day windows calendar days (HEMMON_TIMEZONE)."""
+    evaluator = _Evaluator(patient_id, version, series, zone, now)
+    evaluator.thresholds = {r.measurement: r for r in rules if isinstance(r, ThresholdRule)}
     out = Outcome(findings=[], clears=[])
     vital = set(PARAMETERS)
     for target in targets:
@@ -229,3 +364,29 @@ def evaluate_points(
             elif isinstance(rule, News2Rule) and target.type in vital:
                 evaluator.news2(rule, target, out)
     return out
+
+
+def evaluate_due(
+    patient_id: str,
+    rules: Sequence[Rule],
+    version: int,
+    series: Mapping[MeasurementType, Sequence[Point]],
+    pending: Iterable[Pending],
+    *,
+    now: datetime,
+    zone: ZoneInfo = STOCKHOLM,
+) -> Outcome:
+    """The findings of held-back readings whose wait has ended by `now` (the time-driven
+    half of `confirm`): only the pending rule's finding, so nothing is found twice; a
+    reading whose re-measurement came in the meantime is decided by it. Those still
+    waiting come back as pending."""
+    due = {(p.rule_key, p.reading_key, p.measured_at) for p in pending if p.due_at <= now}
+    later = [p for p in pending if p.due_at > now]
+    wanted = {(key, at) for _, key, at in due}
+    targets = sorted((p for points in series.values() for p in points
+                      if (p.key, p.measured_at) in wanted), key=lambda p: p.measured_at)
+    outcome = evaluate_points(patient_id, rules, version, series, targets, now=now, zone=zone)
+    return Outcome(
+        findings=[f for f in outcome.findings
+                  if (f.rule_key, f.reading_key, f.measured_at) in due],
+        clears=[], pending=later)

@@ -81,6 +81,9 @@ class ThresholdRule(_Rule):
     """How far back inside the limits ends an excursion (None: a default per measurement)."""
     clear_after: int = Field(default=3, ge=1, le=50)
     """Or this many readings in a row inside the limits."""
+    confirm: Duration | None = None
+    """Wait this long for a re-measurement before alerting (see `engine`): a normal one
+    within it cancels the finding (cold fingers, stairs), a breaking one confirms it at once."""
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> ThresholdRule:
@@ -109,7 +112,23 @@ class ChangeRule(_Rule):
     measurement: MeasurementType
     above: float = Field(gt=0)
     within: Duration
+    """Whole days ('3d') are calendar days in the patient's time zone: the window starts at
+    local midnight that many days before the reading's day, so a morning weighing that
+    drifts by minutes from day to day stays inside it."""
     level: AlertLevel = Level.YELLOW
+    yellow_above: float | None = Field(default=None, gt=0)
+    """An earlier, milder step: a change above this (but not `above`) is yellow."""
+    confirm: Duration | None = None
+    """As for a threshold: a re-measurement within this cancels or confirms the finding."""
+    baseline: Literal["extreme", "median"] = "extreme"
+    """What the change is measured from: the window's low (rise) or high (fall), or its
+    median, a personal baseline that one lucky or unlucky reading does not move."""
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> ChangeRule:
+        if self.yellow_above is not None and self.yellow_above >= self.above:
+            raise ValueError("yellow_above must be below above")
+        return self
 
     @property
     def key(self) -> str:

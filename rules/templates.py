@@ -51,12 +51,14 @@ def _strictest(a: ThresholdRule, b: ThresholdRule) -> ThresholdRule:
     def high(x: float | None, y: float | None) -> float | None:
         return max(v for v in (x, y) if v is not None) if x is not None or y is not None else None
 
+    waits = [w for w in (a.confirm, b.confirm) if w is not None]
     return ThresholdRule(
         measurement=a.measurement,
         yellow_above=low(a.yellow_above, b.yellow_above),
         red_above=low(a.red_above, b.red_above),
         yellow_below=high(a.yellow_below, b.yellow_below),
         red_below=high(a.red_below, b.red_below),
+        confirm=min(waits) if waits else None,
     )
 
 

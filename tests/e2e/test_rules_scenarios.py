@@ -28,7 +28,7 @@ def weigh(device: Device, kg: float, hours_ago: float, message_id: str) -> str:
     return str(device.next_feedback()["status"])
 
 
-def test_a_weight_rising_0_8_kg_a_day_gives_one_red_alert_on_day_three(
+def test_a_weight_rising_0_8_kg_a_day_is_yellow_on_day_two_and_red_on_day_three(
     roster_db: str, mqtt: MqttAddress
 ) -> None:
     device = Device(mqtt, "dev-0001")
@@ -39,13 +39,14 @@ def test_a_weight_rising_0_8_kg_a_day_gives_one_red_alert_on_day_three(
             assert weigh(device, 76.9, 47, "day-1") == "green"
         # a restart in the middle: the engine reads its state back from the database
         with running_service(roster_db, mqtt, client_id=client_id) as running:
-            assert weigh(device, 77.7, 23, "day-2") == "green"
+            # +1.6 kg: the template's yellow step (HFSA: 1-1.5 kg over a short time)
+            assert weigh(device, 77.7, 23, "day-2") == "yellow"
             assert weigh(device, 78.5, 0, "day-3") == "red"
             alerts = running.get("/api/v1/alerts").json()["alerts"]
     finally:
         device.close()
     assert [(a["rule"], a["level"], a["occurrences"]) for a in alerts] == [
-        ("rise:body_weight", "red", 1)]
+        ("rise:body_weight", "red", 2)]
     assert alerts[0]["explanation"] == "Vikt +2,4 kg på 3 dygn (76,1 -> 78,5 kg), gräns 2,0 kg"
 
 
