@@ -28,6 +28,10 @@ TEXTS: dict[str, str] = {
         "Om du mår mycket dåligt, ring 112."
     ),
     "rejected": "Mätningen kunde inte tas emot. Mät gärna igen.",
+    "remeasure": (
+        "Värdet ser avvikande ut. Sitt still och vila i fem minuter, värm händerna och mät"
+        " igen. Om du mår mycket dåligt, ring 112."
+    ),
 }
 _REJECTED_TEXTS: dict[RejectReason, str] = {
     RejectReason.FUTURE_TIME: (
@@ -56,8 +60,11 @@ class Feedback(BaseModel):
         return json.dumps(self.model_dump(), ensure_ascii=False).encode()
 
 
-def feedback_for(normalised: Normalised, findings: Iterable[Finding]) -> Feedback | None:
-    """Green, yellow or red by the worst finding; rejected when nothing became a reading.
+def feedback_for(normalised: Normalised, findings: Iterable[Finding], *,
+                 held: bool = False) -> Feedback | None:
+    """Green, yellow or red by the worst finding; rejected when nothing became a reading;
+    yellow asking for a new measurement when a value waits for one (`held`: a rule's
+    `confirm`), unless something is already red.
 
     None when the message held nothing to answer (an empty sync, only goals or extras).
     """
@@ -68,6 +75,8 @@ def feedback_for(normalised: Normalised, findings: Iterable[Finding]) -> Feedbac
         text = _REJECTED_TEXTS.get(first, TEXTS["rejected"]) if first else TEXTS["rejected"]
         return Feedback(message_id=normalised.key, status="rejected", text=text)
     level = worst_level(findings)
+    if held and level is not Level.RED:
+        return Feedback(message_id=normalised.key, status="yellow", text=TEXTS["remeasure"])
     status: FeedbackStatus = (
         "red" if level is Level.RED else "yellow" if level is Level.YELLOW else "green"
     )

@@ -34,6 +34,7 @@ from hemmon.ingest.model import Device, Rejection
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.storage import fingerprint
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
+from hemmon.rules.engine import Pending
 from hemmon.rules.evaluate import Finding
 from hemmon.rules.model import Level, MissedRule
 from hemmon.rules.schedule import missed
@@ -87,6 +88,7 @@ class Backtest:
     _fingerprints: set[bytes] = field(default_factory=set)
     _last: dict[tuple[str, str], datetime] = field(default_factory=dict)
     _poked: datetime | None = None
+    pending: list[tuple[str, Pending]] = field(default_factory=list)
 
     # -- messages ----------------------------------------------------------------------
 
@@ -94,7 +96,9 @@ class Backtest:
         self.advance(message.received_at)
         self.now = max(self.now, message.received_at)
         ingested = core.ingest(self.snap, [message])
-        evaluation = core.evaluate(self.snap, self.state, ingested.readings)
+        evaluation = core.evaluate(self.snap, self.state, ingested.readings, self.now,
+                                   self.zone)
+        self.pending.extend(evaluation.pending)
         kept = core.exclude_failed(ingested, evaluation.failed)
         for status in ingested.statuses:
             device = self.devices[status.device_id]
@@ -183,6 +187,11 @@ class Backtest:
             self.now = tick
             self._poked = None
             self.sweep()
+            if any(p.due_at <= tick for _, p in self.pending):
+                held = core.evaluate_pending(self.snap, self.state, self.pending, tick,
+                                             self.zone)
+                self.pending = held.pending
+                self.alert(self.keep(held.findings))
 
     def _grid(self, instant: datetime) -> datetime:
         """The first sweep tick strictly after `instant`."""
@@ -204,6 +213,7 @@ class Backtest:
                 if isinstance(rule, MissedRule) and (
                         deadline := self._deadline(patient, rule)) is not None:
                     due.append(deadline)
+        due.extend(p.due_at for _, p in self.pending)
         for alert in self.open_alerts.values():
             if (alert.level is Level.RED and alert.category == "clinical"
                     and alert.status is Status.OPEN
@@ -383,8 +393,10 @@ def run_backtest(roster: RosterFile | Mapping[str, Any],
     ordered = [m for m in items if (start is None or m.received_at >= start)
                and (end is None or m.received_at < end)]
     first = start or (ordered[0].received_at if ordered else datetime.now(UTC))
-    last = end or (ordered[-1].received_at if ordered else first)
     snap = snapshot_of(roster, first, zone)
+    # without --to, the clock runs on past the last message until what it held for a
+    # re-measurement (a rule's `confirm`) has been decided
+    last = end or (ordered[-1].received_at + core.confirm_window(snap) if ordered else first)
     world = Backtest(
         snap=snap, origin=first, zone=zone, resolve_after=resolve_after,
         escalate_after=escalate_after, now=first,

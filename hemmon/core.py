@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hemmon.alerts.feedback import Feedback, feedback_for
 from hemmon.ingest.model import (
@@ -39,15 +40,18 @@ from hemmon.ingest.model import (
 from hemmon.ingest.normalise import normalise
 from hemmon.ingest.status import StatusError, StatusReport, parse_status, status_device
 from hemmon.ingest.topics import ReadingsTopic, TopicError, parse_readings_topic
-from hemmon.rules.engine import Clear, Point, evaluate_points, lookback
+from hemmon.rules.engine import Clear, Pending, Point, evaluate_due, evaluate_points, lookback
 from hemmon.rules.evaluate import Finding
+from hemmon.rules.model import ChangeRule, ThresholdRule
 
 from .roster import RosterSnapshot
 
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
 STALE_AFTER = timedelta(hours=24)
 """A finding about a reading measured this long before "now" is history: kept, not
 alerted (a device that syncs a week late does not page anyone for last week)."""
 
+CONFIRM_MARGIN = timedelta(minutes=5)
 KEEP_EXTRA = timedelta(days=1)
 """How much older than the rules' look-back a patient's series is kept in memory."""
 
@@ -269,6 +273,12 @@ class Evaluation:
     clears: list[tuple[str, Clear]] = field(default_factory=list)
     received: dict[str, datetime] = field(default_factory=dict)
     failed: dict[str, BaseException] = field(default_factory=dict)
+    pending: list[tuple[str, Pending]] = field(default_factory=list)
+    """(patient, held-back reading): evaluate again with `evaluate_pending` at its due time."""
+
+    def held(self) -> frozenset[tuple[str, datetime]]:
+        """The readings (key, measured time) that wait for a re-measurement."""
+        return frozenset((p.reading_key, p.measured_at) for _, p in self.pending)
 
     def by_reading(self) -> dict[str, list[Finding]]:
         out: dict[str, list[Finding]] = defaultdict(list)
@@ -277,8 +287,8 @@ class Evaluation:
         return out
 
 
-def evaluate(snap: RosterSnapshot, state: SeriesState, readings: Sequence[Reading]
-             ) -> Evaluation:
+def evaluate(snap: RosterSnapshot, state: SeriesState, readings: Sequence[Reading],
+             now: datetime | None = None, zone: ZoneInfo = STOCKHOLM) -> Evaluation:
     """The findings of the readings, and of the later readings whose windows they fall
     into, from the held series and the batch (the state is not changed: the caller adds
     the readings once they are stored). `state.missing` must be empty for them."""
@@ -289,14 +299,15 @@ def evaluate(snap: RosterSnapshot, state: SeriesState, readings: Sequence[Readin
     found = Evaluation(received={reading_key(r): r.received_at for r in readings})
     for patient, batch in by_patient.items():
         try:
-            _evaluate_patient(snap, state.patients[patient], patient, batch, found)
+            _evaluate_patient(snap, state.patients[patient], patient, batch, found, now, zone)
         except Exception as exc:  # a bug: the caller keeps this patient's messages
             found.failed[patient] = exc
     return found
 
 
 def _evaluate_patient(snap: RosterSnapshot, held: PatientSeries, patient: str,
-                      batch: Sequence[Reading], found: Evaluation) -> None:
+                      batch: Sequence[Reading], found: Evaluation,
+                      now: datetime | None = None, zone: ZoneInfo = STOCKHOLM) -> None:
     rules = snap.rules[patient]
     span = lookback(rules.rules)
     series: dict[MeasurementType, list[Point]] = defaultdict(list)
@@ -316,9 +327,32 @@ def _evaluate_patient(snap: RosterSnapshot, held: PatientSeries, patient: str,
         if r.measured_at <= point.measured_at <= r.measured_at + span
     }
     ordered = sorted(targets.values(), key=lambda point: point.measured_at)
-    outcome = evaluate_points(patient, rules.rules, rules.version, series, ordered)
+    outcome = evaluate_points(patient, rules.rules, rules.version, series, ordered,
+                              now=now, zone=zone)
     found.findings.extend(outcome.findings)
     found.clears.extend((patient, clear) for clear in outcome.clears)
+    found.pending.extend((patient, p) for p in outcome.pending)
+
+
+def evaluate_pending(snap: RosterSnapshot, state: SeriesState,
+                     pending: Sequence[tuple[str, Pending]], now: datetime,
+                     zone: ZoneInfo = STOCKHOLM) -> Evaluation:
+    """The held-back findings whose confirm wait is over by `now` (the sweep's half of
+    `confirm`); the others come back in `pending`."""
+    found = Evaluation()
+    by_patient: dict[str, list[Pending]] = defaultdict(list)
+    for patient, p in pending:
+        by_patient[patient].append(p)
+    for patient, held in by_patient.items():
+        rules = snap.rules.get(patient)
+        if rules is None:
+            continue
+        series = state.patients[patient].series
+        outcome = evaluate_due(patient, rules.rules, rules.version, series, held, now=now,
+                               zone=zone)
+        found.findings.extend(outcome.findings)
+        found.pending.extend((patient, p) for p in outcome.pending)
+    return found
 
 
 def alertable(findings: Sequence[Finding], now: datetime) -> list[Finding]:
@@ -353,17 +387,50 @@ def replies(ingested: Ingested, evaluation: Evaluation) -> list[Reply]:
         parsed = ingested.topics.get(message.topic)
         if parsed is None:
             continue
-        if (feedback := message_feedback(normalised, by_reading)) is not None:
+        if (feedback := message_feedback(normalised, by_reading, evaluation.held())
+                ) is not None:
             out.append(Reply(parsed.device_id, feedback))
     return out
 
 
-def message_feedback(normalised: Normalised, by_reading: Mapping[str, list[Finding]]
-                     ) -> Feedback | None:
-    """One message's feedback, from the findings of its own readings."""
+def message_feedback(normalised: Normalised, by_reading: Mapping[str, list[Finding]],
+                     held: frozenset[tuple[str, datetime]] = frozenset()) -> Feedback | None:
+    """One message's feedback, from the findings of its own readings (and whether one of
+    them waits for a re-measurement)."""
     own = [f for r in normalised.readings for f in by_reading.get(reading_key(r), [])
            if f.measured_at == r.measured_at]
-    return feedback_for(normalised, own)
+    waiting = any((reading_key(r), r.measured_at) in held for r in normalised.readings)
+    return feedback_for(normalised, own, held=waiting)
+
+
+def confirm_window(snap: RosterSnapshot) -> timedelta:
+    """How far back a sweep looks for readings held for a re-measurement: the longest
+    `confirm` of any rule, and a margin for readings that arrive late."""
+    waits = [rule.confirm for rules in snap.rules.values() for rule in rules.rules
+             if isinstance(rule, ThresholdRule | ChangeRule) and rule.confirm is not None]
+    return max(waits) + CONFIRM_MARGIN if waits else timedelta(0)
+
+
+def confirm_held(snap: RosterSnapshot, state: SeriesState, since: datetime, now: datetime,
+                 zone: ZoneInfo = STOCKHOLM) -> Evaluation:
+    """The findings of readings measured since `since` whose confirm wait is over by
+    `now` (the sweep's half of `confirm`): every such reading is judged again with `now`,
+    so nothing held is lost across a restart; findings found before are the findings
+    table's to drop."""
+    found = Evaluation()
+    for patient, held in state.patients.items():
+        rules = snap.rules.get(patient)
+        if rules is None:
+            continue
+        targets = sorted((p for points in held.series.values() for p in points
+                          if p.measured_at >= since), key=lambda p: p.measured_at)
+        if not targets:
+            continue
+        outcome = evaluate_points(patient, rules.rules, rules.version, held.series, targets,
+                                  now=now, zone=zone)
+        found.findings.extend(outcome.findings)
+        found.pending.extend((patient, p) for p in outcome.pending)
+    return found
 
 
 _FORMATS = frozenset(f.value for f in SourceFormat)

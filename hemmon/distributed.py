@@ -419,8 +419,9 @@ def worker_app(kafka: KafkaConfig, stages: tuple[StageRunner, StageRunner],
             ])
             metrics.KAFKA_RECORDS.labels("worker", "readings").inc(len(values))
             by_reading = evaluation.by_reading()
+            held = evaluation.held()
             for device, normalised in opened:
-                if (reply := core.message_feedback(normalised, by_reading)) is not None:
+                if (reply := core.message_feedback(normalised, by_reading, held)) is not None:
                     publish(device, reply.payload())
 
     app.agent(raw, name="hemmon.ingest")(ingest)

@@ -39,9 +39,15 @@ from hemmon.ingest.storage import (
     store_rejections,
 )
 from hemmon.rules.devices import DeviceState, battery_key, device_findings
+from hemmon.rules.engine import lookback
 from hemmon.rules.model import MissedRule
 from hemmon.rules.schedule import missed
-from hemmon.rules.storage import last_readings, load_series_since, store_findings
+from hemmon.rules.storage import (
+    last_readings,
+    load_series_since,
+    recent_patients,
+    store_findings,
+)
 
 from .core import Evaluation, Ingested, Message, Reply
 from .roster import RosterSnapshot, read_snapshot, roster_revision
@@ -134,7 +140,7 @@ class Pipeline:
                 self.state.install(patient, since,
                                    (p for points in loaded[patient].values() for p in points))
             metrics.SERIES_LOADS.inc(len(missing))
-        return core.evaluate(snap, self.state, readings)
+        return core.evaluate(snap, self.state, readings, self._clock(), self._zone)
 
     def alert(self, snap: RosterSnapshot, evaluation: Evaluation,
               now: datetime) -> list[Change]:
@@ -195,9 +201,35 @@ class Pipeline:
         """The time-driven checks: silent devices and batteries, then missed measurements
         (not for patients whose device is silent: that is one device notice, not a storm
         of adherence notices), then escalations."""
+        self.sweep_confirmations()
         silent = self.sweep_devices()
         self.sweep_adherence(silent)
         self.sweep_escalations()
+
+    def sweep_confirmations(self) -> None:
+        """Readings held for a re-measurement (a rule's `confirm`) whose wait is over and
+        that no normal value contradicted now alert. Read afresh from the database, so
+        that nothing held is lost in a restart and a pipeline process's newer readings
+        count (this may run beside the processes that own the patients)."""
+        now = self._clock()
+        snap = self.snapshot()
+        window = core.confirm_window(snap)
+        if not window:
+            return
+        since = now - window
+        with self._conn.transaction():
+            patients = recent_patients(self._conn, since)
+            if not patients:
+                return
+            fresh = core.SeriesState()
+            span = max(lookback(snap.rules[p].rules) for p in patients if p in snap.rules)
+            loaded = load_series_since(self._conn, {p: since - span for p in patients})
+            for patient in patients:
+                fresh.install(patient, since - span,
+                              (p for points in loaded[patient].values() for p in points))
+            evaluation = core.confirm_held(snap, fresh, since, now, self._zone)
+            changes = self.alert(snap, evaluation, now)
+        count_alerts(changes, {}, now)
 
     def sweep_escalations(self) -> None:
         """Unacknowledged red alerts past their time move on; snoozes that ended say so."""

@@ -52,6 +52,13 @@ def load_series_since(conn: Connection, since: Mapping[str, datetime]) -> Series
     return found
 
 
+def recent_patients(conn: Connection, since: datetime) -> list[str]:
+    """The patients with a reading measured since then."""
+    rows = conn.execute("SELECT DISTINCT patient_id FROM readings WHERE measured_at >= %s"
+                        " ORDER BY 1", (since,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
 def store_findings(conn: Connection, findings: Sequence[Finding],
                    found_at: datetime) -> list[Finding]:
     """Keep the findings not kept yet; returns those that were new."""

@@ -27,8 +27,12 @@ def test_a_rising_weight_still_alerts_on_day_three_after_a_restart(
         assert running.metric("hemmon_series_loads_total") == 1
     # a new process: nothing in memory, the database is the truth
     with running_service(roster_db, mqtt) as running:
+        # the red rise waits for a re-weighing, which confirms it
         device.publish(native(("body_weight", 82.5, "kg"), measured_at=now))
-        assert device.next_feedback()["status"] != "green"
+        assert device.next_feedback()["status"] == "yellow"
+        device.publish(native(("body_weight", 82.4, "kg"),
+                              measured_at=now + timedelta(seconds=30)))
+        assert device.next_feedback()["status"] == "red"
         alerts = running.get("/api/v1/alerts").json()["alerts"]
         assert [a["rule"] for a in alerts if a["category"] == "clinical"] == [
             "rise:body_weight"]

@@ -161,7 +161,11 @@ def test_the_api_refuses_a_missing_or_forged_token(running: Running) -> None:
 def test_a_nurse_sees_her_own_unit_only(running: Running, mqtt: MqttAddress) -> None:
     other = Device(mqtt, "dev-0002")
     try:
-        other.publish(native(("spo2", 80, "%")))
+        # p-0002's template waits for a re-measurement; the second red confirms the first
+        other.publish(native(("spo2", 80, "%"), measured_at=datetime.now(UTC)
+                             - timedelta(minutes=2)))
+        assert other.next_feedback()["status"] == "yellow"
+        other.publish(native(("spo2", 81, "%")))
         assert other.next_feedback()["status"] == "red"
     finally:
         other.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -101,7 +101,10 @@ def test_without_a_mobile_team_red_out_of_hours_goes_to_the_units_fallback(
     with running_service(roster_db, mqtt, clock=clock) as running:
         other = Device(mqtt, "dev-0002")  # p-0002 has no mobile team
         try:
-            other.publish(native(("spo2", 80, "%"), measured_at=clock()))
+            # p-0002's template waits for a re-measurement; a second red confirms it
+            other.publish(native(("spo2", 80, "%"), measured_at=clock() - timedelta(minutes=2)))
+            assert other.next_feedback()["text"].startswith("Värdet ser avvikande ut")
+            other.publish(native(("spo2", 81, "%"), measured_at=clock()))
             assert other.next_feedback()["status"] == "red"
         finally:
             other.close()

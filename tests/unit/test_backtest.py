@@ -43,20 +43,34 @@ def test_a_red_value_opens_an_alert_that_escalates_and_resolves_on_the_simulated
                                     reading(tuesday + timedelta(hours=30), "b", spo2=96)])
     [alert] = alerts(records)
     assert (alert["rule"], alert["level"]) == ("threshold:spo2", "red")
+    # nobody re-measured: the template's 12-minute wait for one, then the next sweep
+    opened = datetime.fromisoformat(alert["opened_at"])
+    assert timedelta(minutes=12) <= opened - tuesday <= timedelta(minutes=13)
     assert alert["route"] == "mobile_team"  # nobody acknowledged within 30 minutes
-    assert alert["resolved_at"] == (tuesday + timedelta(hours=24)).astimezone(UTC).isoformat()
+    assert alert["resolved_at"] == (opened + timedelta(hours=24)).isoformat()
     summary = records[-1]
     assert summary["kind"] == "summary"
     assert summary["alerts_per_patient_week"]["red"] > 0
     assert summary["by_rule"] == {"threshold:spo2": 1}
 
 
+@pytest.mark.parametrize(("again", "alerted"), [(95, False), (86, True)],
+                         ids=["cold-fingers", "confirmed"])
+def test_a_red_value_that_a_normal_re_measurement_contradicts_never_reaches_a_nurse(
+        again: float, alerted: bool) -> None:
+    cold = datetime(2026, 11, 24, 7, 40, tzinfo=STOCKHOLM)
+    records = run_backtest(ROSTER, [reading(cold, "a", spo2=85),
+                                    reading(cold + timedelta(minutes=4), "b", spo2=again)])
+    opened = [datetime.fromisoformat(a["opened_at"]) for a in alerts(records)]
+    assert opened == ([cold + timedelta(minutes=4)] if alerted else [])
+
+
 def test_a_problem_that_persists_raises_again_after_the_automatic_resolution() -> None:
     start = datetime(2026, 11, 24, 9, 0, tzinfo=STOCKHOLM)
     stream = [reading(start + timedelta(hours=12 * i), f"m{i}", spo2=85) for i in range(5)]
-    records = run_backtest(ROSTER, stream, resolve_after=timedelta(hours=24))
+    records = run_backtest(ROSTER, stream, resolve_after=timedelta(hours=20))
     opened = [a["opened_at"] for a in alerts(records)]
-    assert len(opened) == 3  # 0 h, 24 h (after the resolution at 24 h), 48 h
+    assert len(opened) == 3  # 0 h, 24 h (after the resolution at 20 h), 48 h
 
 
 @pytest.mark.parametrize("sunday", [date(2026, 3, 29), date(2026, 10, 25)],
