@@ -117,3 +117,35 @@ def test_a_rule_preview_answers_from_stored_readings_and_only_to_the_patients_un
         log = running.get("/api/v1/access-log", patient="p-0001").json()["entries"]
         assert {(e["user_id"], e["action"], e["allowed"]) for e in log} >= {
             ("nurse-anna", "preview_rules", True), ("nurse-karin", "preview_rules", False)}
+
+
+@pytest.mark.parametrize(("again", "alerted"), [(None, True), (95, False)],
+                         ids=["nobody-re-measures", "warm-hands"])
+def test_a_held_red_alerts_when_its_wait_is_over_unless_a_normal_value_contradicts_it(
+        roster_db: str, mqtt: MqttAddress, again: float | None, alerted: bool) -> None:
+    from .harness import Clock
+
+    clock = Clock()
+    other = Device(mqtt, "dev-0002")  # p-0002: COPD template, SpO2 waits 12 minutes
+    try:
+        with running_service(roster_db, mqtt, clock=clock, sweep_seconds=0.1) as running:
+            other.publish(native(("spo2", 84, "%"), measured_at=clock()))
+            told = other.next_feedback()
+            assert (told["status"], told["text"][:28]) == ("yellow", "Värdet ser avvikande ut. Sit")
+            if again is not None:
+                other.publish(native(("spo2", again, "%"), measured_at=clock()
+                                     + timedelta(minutes=3)))
+                assert other.next_feedback()["status"] == "green"
+            clock.offset = timedelta(minutes=13)  # the wait is over; a sweep every 0.1 s
+            if alerted:
+                wait_until(lambda: running.get("/api/v1/alerts").json()["alerts"],
+                           what="the confirmed alert")
+            else:
+                import time
+
+                time.sleep(1.0)  # ten sweeps
+            alerts = [(a["rule"], a["level"]) for a in
+                      running.get("/api/v1/alerts").json()["alerts"]]
+    finally:
+        other.close()
+    assert alerts == ([("threshold:spo2", "red")] if alerted else [])
