@@ -273,7 +273,61 @@ async function patient(id) {
     el("p", { class: "muted" }, rules.current ? `Version ${rules.current.version}, ändrad ${when(rules.current.changed_at)} av ${rules.current.changed_by}: ${rules.current.reason}` : "Inga regler"),
     el("ul", {}, ...current.map(r => el("li", {}, describe(r)))),
     el("details", {}, el("summary", {}, `Alla versioner (${rules.versions.length})`),
-      el("ul", {}, ...rules.versions.map(v => el("li", {}, `Version ${v.version}: ${when(v.changed_at)}, ${v.changed_by} – ${v.reason}`)))));
+      el("ul", {}, ...rules.versions.map(v => el("li", {}, `Version ${v.version}: ${when(v.changed_at)}, ${v.changed_by} – ${v.reason}`)))),
+    ruleEditor(id, rules));
+}
+
+const EDITABLE = [["yellow_below", "Gul under"], ["red_below", "Röd under"],
+  ["yellow_above", "Gul över"], ["red_above", "Röd över"]];
+
+// The patient's limits, changed and previewed before they are saved: what the new limits
+// would have raised on her stored readings, beside what today's did.
+function ruleEditor(id, rules) {
+  const q = encodeURIComponent(id);
+  const personal = rules.current ? rules.current.personal : [];
+  const thresholds = (rules.current ? rules.current.rules : []).filter(r => r.kind === "threshold");
+  const fields = [];
+  const rows = thresholds.map(rule => el("tr", {}, el("th", { scope: "row" }, NAMES[rule.measurement] || rule.measurement),
+    ...EDITABLE.map(([key, label]) => {
+      const input = el("input", { type: "number", step: "any", "aria-label": `${NAMES[rule.measurement] || rule.measurement}: ${label.toLowerCase()}`,
+        "data-measurement": rule.measurement, "data-limit": key, value: rule[key] ?? "" });
+      fields.push([rule, key, input]);
+      return el("td", {}, input);
+    })));
+  function proposed() {
+    const changed = {};
+    for (const [rule, key, input] of fields) {
+      const value = input.value === "" ? null : Number(input.value);
+      if (value !== (rule[key] ?? null)) changed[rule.measurement] = true;
+    }
+    const kept = personal.filter(r => !(r.kind === "threshold" && changed[r.measurement]));
+    const edited = thresholds.filter(r => changed[r.measurement]).map(rule => {
+      const next = { ...rule };
+      for (const [r, key, input] of fields) if (r === rule) next[key] = input.value === "" ? null : Number(input.value);
+      return next;
+    });
+    return kept.concat(edited);
+  }
+  const result = el("p", { id: "preview-result", role: "status", "aria-live": "polite" });
+  const reason = el("input", { type: "text", id: "rules-reason", size: "40", "aria-label": "Varför ändras gränserna" });
+  const preview = el("button", { type: "button", id: "preview-button", onclick: async () => {
+    result.textContent = "Räknar …";
+    try {
+      const out = await api(`/api/v1/patients/${q}/rules/preview`, { method: "POST", body: JSON.stringify({ rules: proposed() }) });
+      result.textContent = `${out.text}.`;
+    } catch (e) { result.textContent = ""; showError(e); }
+  } }, "Förhandsgranska");
+  const save = el("button", { type: "button", id: "save-rules", onclick: async () => {
+    try {
+      await api(`/api/v1/patients/${q}/rules`, { method: "PUT", body: JSON.stringify({ rules: proposed(), reason: reason.value }) });
+      await route();
+    } catch (e) { showError(e); }
+  } }, "Spara gränserna");
+  return el("details", { id: "rule-editor" }, el("summary", {}, "Ändra gränserna"),
+    el("table", {}, el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Mätning"),
+      ...EDITABLE.map(([, label]) => el("th", { scope: "col" }, label)))), el("tbody", {}, ...rows)),
+    el("p", {}, el("label", { for: "rules-reason" }, "Varför: "), reason),
+    el("p", {}, preview, " ", save), result);
 }
 
 async function route() {

@@ -94,3 +94,24 @@ def test_a_nurse_logs_in_opens_a_patient_sees_the_limits_and_acknowledges(
     log = running.get("/api/v1/access-log", user="nurse-anna").json()["entries"]
     assert {"read_readings", "read_rules", "read_alert", "list_alerts"} <= {
         e["action"] for e in log}
+
+
+def test_a_nurse_previews_new_limits_before_she_saves_them(
+        running: Running, browser: WebDriver) -> None:
+    base = str(running.http.base_url)
+    sign_in_with_code(browser, base, running.login_code("nurse-anna"))
+    browser.get(f"{base}/#patient=p-0001")
+    wait = WebDriverWait(browser, 20)
+    wait.until(ready.presence_of_element_located((By.ID, "rule-editor"))).click()
+    for limit, value in (("yellow_below", "85"), ("red_below", "80")):
+        field = browser.find_element(
+            By.CSS_SELECTOR, f'input[data-measurement="spo2"][data-limit="{limit}"]')
+        field.clear()
+        field.send_keys(value)
+    browser.find_element(By.ID, "preview-button").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "preview-result"), "Med dessa"))
+    # today's limits raised the red 86 %; the proposed ones would have raised nothing
+    assert browser.find_element(By.ID, "preview-result").text == (
+        "Med dessa gränser: 0 larm senaste 30 dygnen, i dag 1.")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "rule-preview.png"))
