@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,7 +19,7 @@ from hemmon.simulator import VirtualPatient, roster_for
 
 from ..services import Kafka, PostgresServer
 from .cluster import Cluster
-from .harness import SECRET, Device, wait_until
+from .harness import Device, wait_until
 from .test_embedded_pipeline import native
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "identity"
@@ -70,7 +70,9 @@ def test_no_name_or_personnummer_leaves_the_inbox(cluster: Cluster, mqtt: MqttAd
     cluster.start_all()
     device = Device(mqtt, PATIENT.device_id)
     try:
-        device.publish(native(("spo2", 84, "%"), ("heart_rate", 112, "/min")))
+        # measured 13 minutes ago: the template's wait for a re-measurement is over
+        device.publish(native(("spo2", 84, "%"), ("heart_rate", 112, "/min"),
+                              measured_at=datetime.now(UTC) - timedelta(minutes=13)))
         feedback = device.next_feedback(timeout=60)
     finally:
         device.close()
@@ -88,9 +90,13 @@ def test_no_name_or_personnummer_leaves_the_inbox(cluster: Cluster, mqtt: MqttAd
     assert len(seen) >= 3, seen  # the reading went through every stage
     assert any(b"pid-0001" in r for r in seen)  # the pseudonym travels, as it should
 
-    from hemmon.alerts.access import Principal, create_token
+    from hemmon.alerts.access import Principal
 
-    token = create_token(SECRET, Principal(user="hc-sim-nurse", role="nurse", unit_id="hc-sim"))
+    from .harness import issue
+
+    token = issue(cluster.database_url,
+                  Principal(user="hc-sim-nurse", role="nurse", unit_id="hc-sim"),
+                  timedelta(hours=1))
     card = httpx.get(f"http://127.0.0.1:{cluster.roles['alerts'].port}/api/v1/patients/pid-0001",
                      headers={"Authorization": f"Bearer {token}"}, timeout=5).json()
     assert card["patient_name"] == NAME  # the inbox does know her
