@@ -95,6 +95,8 @@ class Pipeline:
         self._checked = 0.0
         self.state = state if state is not None else core.SeriesState()
         self._trimmed = time.monotonic()
+        self._confirmed: datetime | None = None
+        """When held readings were last judged (the next sweep looks back from there)."""
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -216,10 +218,13 @@ class Pipeline:
         window = core.confirm_window(snap)
         if not window:
             return
-        since = now - window
+        # back to the last sweep's window (sweeps may be far apart on a compressed clock),
+        # and after a start the last day: what was held when the process stopped
+        since = (self._confirmed or now - core.STALE_AFTER + window) - window
         with self._conn.transaction():
             patients = recent_patients(self._conn, since)
             if not patients:
+                self._confirmed = now
                 return
             fresh = core.SeriesState()
             span = max(lookback(snap.rules[p].rules) for p in patients if p in snap.rules)
@@ -229,6 +234,7 @@ class Pipeline:
                               (p for points in loaded[patient].values() for p in points))
             evaluation = core.confirm_held(snap, fresh, since, now, self._zone)
             changes = self.alert(snap, evaluation, now)
+        self._confirmed = now
         count_alerts(changes, {}, now)
 
     def sweep_escalations(self) -> None:
@@ -244,7 +250,7 @@ class Pipeline:
                 open_alerts.values(), snap.teams, now, self._escalate_after))
         for change in moved:
             metrics.ESCALATIONS.labels(change.alert.route.value).inc()
-            log.warning("alert %s escalated to %s", change.alert.id, change.alert.route.value)
+            log.info("alert %s escalated to %s", change.alert.id, change.alert.route.value)
 
     def sweep_adherence(self, silent_patients: set[str]) -> None:
         """Adherence notices for measurements the care plan expected and nobody took."""

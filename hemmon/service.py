@@ -40,6 +40,9 @@ class ServiceConfig:
     protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5
     client_id: str = "hemmon-embedded"
     clock: Clock = field(default=utc_now)
+    http_clock: Clock | None = None
+    """The inbox's clock (sign-in, a nurse's actions) when it is not the pipeline's: the
+    demo replays two weeks on a compressed clock, but sessions last in real time."""
     sweep_seconds: float = 60.0
     escalate_after: timedelta = timedelta(minutes=30)
     pipelines: int = 0
@@ -137,7 +140,8 @@ class Service:
             with pool.connection() as conn:
                 return replay_rejection(conn, rejection_id, self.config.clock)
 
-        app = create_app(pool, secret_key=self.config.secret_key, clock=self.config.clock,
+        app = create_app(pool, secret_key=self.config.secret_key,
+                         clock=self.config.http_clock or self.config.clock,
                          ready=lambda: self.runner.ready, replay=replay,
                          auth=self.config.auth, zone=self.config.zone,
                          fhir_systems=FhirSystems(self.config.fhir_system))

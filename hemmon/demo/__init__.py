@@ -21,7 +21,7 @@ import tempfile
 import threading
 import warnings
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from hemmon.alerts import credentials
 from hemmon.alerts.access import Principal
 from hemmon.alerts.signin import AuthConfig
 from hemmon.db import connect, migrate
+from hemmon.pipeline import STOCKHOLM, utc_now
 from hemmon.roster import load_roster, read_roster
 from hemmon.service import Service, ServiceConfig, check_port_free, free_port, wait_for_port
 from hemmon.settings import MqttAddress, SettingsError, load_settings
@@ -45,11 +46,31 @@ PATIENTS = (
     VirtualPatient("p-0004", "dev-0004", "diabetes", weight=70.2),
     VirtualPatient("p-0005", "dev-0005", "copd", weight=58.9),
 )
-HISTORY_DAYS = 7
-LIVE_SECONDS = 4.0
-LIVE_ROUNDS_TO_WORST = 8
-TODAY_STEP = timedelta(hours=3)
+REPLAY_DAYS = 14
+REPLAY_SECONDS = 120.0
+"""The demo's story: two weeks replayed in two minutes, then real time."""
+DECLINE_DAYS = (4.0, 8.0)
+"""p-0001's heart failure worsens from the fourth day to the eighth of the fourteen."""
+SESSIONS = (time(7, 30), time(19, 0))
+"""When the patients measure (local time): every morning before the care plan's 10:00."""
 LATER_SECONDS = 60.0
+
+
+class ReplayClock:
+    """The pipeline's clock in the demo: `days` pass in `seconds`, ending at the real now,
+    after which it is the real clock. Alerts open on the simulated day they would have."""
+
+    def __init__(self, days: float = REPLAY_DAYS, seconds: float = REPLAY_SECONDS) -> None:
+        self.real_start = datetime.now(UTC)
+        self.sim_start = self.real_start - timedelta(days=days)
+        self.speed = days * 86400 / seconds
+
+    def __call__(self) -> datetime:
+        real = datetime.now(UTC)
+        return min(real, self.sim_start + (real - self.real_start) * self.speed)
+
+    def real_seconds_until(self, moment: datetime) -> float:
+        return max(0.0, (moment - self()).total_seconds() / self.speed)
 
 
 def mosquitto_binary() -> str | None:
@@ -118,36 +139,43 @@ def start_amqtt(stack: ExitStack) -> MqttAddress:
 
 
 class DemoSimulator(threading.Thread):
-    """A week of history for everyone, the last day's readings, then a new round every
-    minute; p-0001 deteriorates over the last day."""
+    """Two weeks of morning and evening measurements replayed on the demo's compressed
+    clock, each sent when the clock reaches it; p-0001's heart failure worsens over four
+    days in the middle. Then a new round every minute, in real time."""
 
-    def __init__(self, address: MqttAddress) -> None:
+    def __init__(self, address: MqttAddress, clock: ReplayClock) -> None:
         super().__init__(name="hemmon-demo-simulator", daemon=True)
         self._address = address
+        self._clock = clock
         self.stopped = threading.Event()
         self._rng = random.Random(2018)
+
+    def sessions(self) -> list[datetime]:
+        """Every measuring time of the replayed fortnight, in order."""
+        first = self._clock.sim_start.astimezone(STOCKHOLM).date()
+        out = [datetime.combine(first + timedelta(days=d), at, STOCKHOLM).astimezone(UTC)
+               for d in range(REPLAY_DAYS + 1) for at in SESSIONS]
+        return [s for s in out if self._clock.sim_start < s <= self._clock.real_start]
+
+    def progress(self, at: datetime) -> float:
+        day = (at - self._clock.sim_start).total_seconds() / 86400
+        start, end = DECLINE_DAYS
+        return min(1.0, max(0.0, (day - start) / (end - start)))
 
     def run(self) -> None:
         publisher = Publisher(self._address, client_id="hemmon-demo-simulator")
         try:
-            now = datetime.now(UTC)
-            for day in range(HISTORY_DAYS, 0, -1):
-                for hour in (8, 19):
-                    at = (now - timedelta(days=day)).replace(hour=hour, minute=5, second=0)
-                    for p in PATIENTS:
-                        publisher.publish(*self._message(p, at, 0.0))
-            publisher.flush()
-            live = 0
-            while not self.stopped.wait(LIVE_SECONDS if live <= LIVE_ROUNDS_TO_WORST
-                                        else LATER_SECONDS):
-                progress = min(1.0, live / LIVE_ROUNDS_TO_WORST)
-                # the decline is sent within seconds but dated over the last day, so that
-                # the chart's real time axis shows it as a decline, not as a stack
-                at = datetime.now(UTC) - TODAY_STEP * max(0, LIVE_ROUNDS_TO_WORST - live)
+            for at in self.sessions():
+                if self.stopped.wait(self._clock.real_seconds_until(at)):
+                    return
                 for p in PATIENTS:
-                    publisher.publish(*self._message(p, at, progress))
+                    publisher.publish(*self._message(p, at, self.progress(at)))
                 publisher.flush()
-                live += 1
+            while not self.stopped.wait(LATER_SECONDS):
+                at = datetime.now(UTC)
+                for p in PATIENTS:
+                    publisher.publish(*self._message(p, at, 1.0))
+                publisher.flush()
         except Exception:  # the demo goes on without new readings; say why
             log.exception("demo simulator stopped")
         finally:
@@ -212,15 +240,18 @@ def run_demo(*, http_port: int | None, broker: str) -> int:
             " en av dem (hjärtsvikt) blir sämre")
         secret = secrets.token_urlsafe(32)
         # plain cookies: the demo's inbox is only on http://127.0.0.1
+        replay = ReplayClock()
         service = Service(ServiceConfig(database_url=database_url, mqtt=address,
                                         secret_key=secret, http_port=port,
-                                        protocol=protocol,
+                                        protocol=protocol, clock=replay, http_clock=utc_now,
+                                        sweep_seconds=0.5,
                                         auth=AuthConfig(secret, cookie_secure=False)))
         service.start()
         stack.callback(service.stop)
-        simulator = DemoSimulator(address)
+        simulator = DemoSimulator(address, replay)
         simulator.start()
-        say("simulatorn skickar en veckas mätvärden, sedan nya varje minut")
+        say(f"två veckors mätvärden spelas upp på {REPLAY_SECONDS / 60:.0f} minuter"
+            " (larmen öppnas den dag de skulle ha öppnats), sedan nya varje minut")
         stack.callback(simulator.stopped.set)
         # no token in a URL: one-time codes to type on the sign-in page, good for the
         # demo's working day, and a short-lived service token for curl

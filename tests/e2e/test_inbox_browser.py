@@ -80,7 +80,7 @@ def test_a_nurse_logs_in_opens_a_patient_sees_the_limits_and_acknowledges(
     assert "hemmon: öppnat 86" in card.text
     rules = browser.find_element(By.ID, "rules").text
     assert "Syremättnad: gränser – gul under 92, röd under 88" in rules
-    assert "Vikt: ökning inom 3 dygn – över 2 (röd)" in rules
+    assert "Vikt: ökning inom 3 dygn – gul över 1, över 2 (röd)" in rules
     assert "Vikt: mätning var 1 dygn före 10:00 (gul)" in rules
     browser.save_screenshot(str(ARTIFACTS / "inbox-2-patient.png"))
 

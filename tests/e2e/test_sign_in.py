@@ -114,7 +114,9 @@ def setup(database_url: str, mqtt: MqttAddress, tmp_path: Path) -> Iterator[Setu
             for device_id in ("dev-0001", "dev-0002"):
                 device = Device(mqtt, device_id)
                 try:
-                    device.publish(native(("spo2", 80, "%")))
+                    # measured 13 minutes ago: a template's wait for a re-measurement is over
+                    device.publish(native(("spo2", 80, "%"),
+                                          measured_at=clock() - timedelta(minutes=13)))
                     assert device.next_feedback()["status"] == "red"
                 finally:
                     device.close()
