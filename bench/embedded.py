@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +49,14 @@ KINDS = (  # (readings in the message, measurements)
 
 def message(index: int, *, red: bool = False) -> tuple[int, bytes]:
     count, measurements = KINDS[index % len(KINDS)]
+    measured = datetime.now(UTC)
     if red:
         count, measurements = 1, [("spo2", 80, "%")]
+        # a red whose wait for a re-measurement (the templates' `confirm: 12m`) is over:
+        # what is timed is the alert path, not the 12 minutes a lone red waits by design
+        measured -= timedelta(minutes=13)
     body = {"schema": "hemmon.reading/1", "message_id": f"m-{index}",
-            "measured_at": datetime.now(UTC).isoformat(),
+            "measured_at": measured.isoformat(),
             "measurements": [{"type": t, "value": v, "unit": u} for t, v, u in measurements]}
     return count, json.dumps(body).encode()
 
