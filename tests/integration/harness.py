@@ -97,7 +97,7 @@ def running_service(
     thread = threading.Thread(target=service.serve, daemon=True)
     thread.start()
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-    wait_until(lambda: _answers(http), what="the inbox to answer")
+    wait_until(lambda: answers(http), what="the inbox to answer")
     try:
         yield Running(service, http, issue(database_url, Principal(user="test-admin",
                                                                    role="admin"),
@@ -108,7 +108,7 @@ def running_service(
         thread.join(10)
 
 
-def _answers(http: httpx.Client) -> bool:
+def answers(http: httpx.Client) -> bool:
     try:
         return http.get("/healthz").status_code == 200
     except httpx.TransportError:

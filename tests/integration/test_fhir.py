@@ -27,7 +27,16 @@ from hemmon.settings import MqttAddress
 from ..fhir_samples import every_kind
 from ..fhir_validator import validate
 from ..services import free_port
-from .harness import SECRET, Clock, Device, Running, issue, running_service, wait_until
+from .harness import (
+    SECRET,
+    Clock,
+    Device,
+    Running,
+    answers,
+    issue,
+    running_service,
+    wait_until,
+)
 from .test_embedded_pipeline import native
 
 JOURNAL_SECRET = "journal-secret-0123456789-abcdefghijklm"
@@ -186,20 +195,13 @@ def service_with_journal(database_url: str, address: MqttAddress, clock: Clock,
     thread.start()
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10,
                         headers={"Authorization": f"Bearer {issue(database_url, ANNA, DECADE)}"})
-    wait_until(lambda: _answers(http), what="the inbox to answer")
+    wait_until(lambda: answers(http), what="the inbox to answer")
     try:
         yield http
     finally:
         http.close()
         service.stop()
         thread.join(10)
-
-
-def _answers(http: httpx.Client) -> bool:
-    try:
-        return http.get("/healthz").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_each_alert_event_reaches_the_journal_once_in_effect_through_two_failures(
