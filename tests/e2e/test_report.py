@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from hemmon.demo import DemoSimulator
+from hemmon.demo import DemoSimulator, ReplayClock
 from hemmon.roster import load_roster, read_roster
 from hemmon.settings import MqttAddress
 
@@ -27,8 +27,10 @@ def test_the_report_on_the_demos_data(database_url: str, mqtt: MqttAddress,
     roster = read_roster(Path(str(resources.files("hemmon.demo") / "roster.yaml")))
     with psycopg.connect(database_url) as conn:
         load_roster(conn, roster, actor="test", reason="demo roster", now=datetime.now(UTC))
-    with running_service(database_url, mqtt) as running:
-        simulator = DemoSimulator(mqtt)
+    # the demo's two weeks, replayed in 15 s on the pipeline's clock
+    replay = ReplayClock(seconds=15)
+    with running_service(database_url, mqtt, clock=replay, sweep_seconds=0.5) as running:
+        simulator = DemoSimulator(mqtt, replay)
         simulator.start()
         wait_until(lambda: any(a["category"] == "clinical" for a in
                                running.get("/api/v1/alerts").json()["alerts"]), timeout=60,
@@ -41,7 +43,7 @@ def test_the_report_on_the_demos_data(database_url: str, mqtt: MqttAddress,
         running.post(f"/api/v1/alerts/{first['id']}/acknowledge")
 
     today = datetime.now(UTC).date()
-    start, end = today - timedelta(days=8), today + timedelta(days=1)
+    start, end = today - timedelta(days=15), today + timedelta(days=1)  # the fortnight
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEMMON_")}
     env["HEMMON_DATABASE_URL"] = database_url
     result = subprocess.run(

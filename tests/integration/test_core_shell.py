@@ -21,7 +21,7 @@ def test_a_rising_weight_still_alerts_on_day_three_after_a_restart(
     with running_service(roster_db, mqtt) as running:
         # the counter is this test process's, over every service it ran
         loads = running.metric("hemmon_series_loads_total")
-        for hours, kg in ((47, 80.0), (23, 81.2)):
+        for hours, kg in ((47, 80.0), (23, 80.8)):  # under the 1.0 kg yellow step
             device.publish(native(("body_weight", kg, "kg"),
                                   measured_at=now - timedelta(hours=hours)))
             assert device.next_feedback()["status"] == "green"
