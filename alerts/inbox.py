@@ -263,6 +263,13 @@ def create_app(
         if not allowed:
             raise ApiError(403, "forbidden", "this patient is not in your unit or team")
 
+    def check_rules_editor(conn: psycopg.Connection[Any], caller: Principal, patient_id: str,
+                           action: str) -> None:
+        """`check_patient`, and only the health centre (or an admin) changes rules."""
+        check_patient(conn, caller, patient_id, action)
+        if caller.role not in ("nurse", "admin"):
+            raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
+
     @app.get("/api/v1/patients/{patient_id}/rules")
     def patient_rules(patient_id: str, caller: Caller, conn: Db) -> dict[str, Any]:
         check_patient(conn, caller, patient_id, "read_rules")
@@ -273,17 +280,13 @@ def create_app(
     @app.put("/api/v1/patients/{patient_id}/rules")
     def change_rules(patient_id: str, body: RulesBody, caller: Caller,
                      conn: Db) -> dict[str, Any]:
-        check_patient(conn, caller, patient_id, "change_rules")
-        if caller.role not in ("nurse", "admin"):
-            raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
+        check_rules_editor(conn, caller, patient_id, "change_rules")
         return actions.change_rules(conn, caller, patient_id, body.rules, body.reason, clock())
 
     @app.post("/api/v1/patients/{patient_id}/rules/preview")
     def preview_rules(patient_id: str, body: PreviewBody, caller: Caller,
                       conn: Db) -> dict[str, Any]:
-        check_patient(conn, caller, patient_id, "preview_rules")
-        if caller.role not in ("nurse", "admin"):
-            raise ApiError(403, "forbidden", "only the health centre changes a patient's rules")
+        check_rules_editor(conn, caller, patient_id, "preview_rules")
         end = body.to or clock()
         start = body.from_ or end - PREVIEW_PERIOD
         if start.tzinfo is None or end.tzinfo is None:

@@ -9,14 +9,11 @@ consumer is then started and timed until it has drained it. Publishing is not ti
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -25,8 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hemmon.ingest.topics import READINGS_SUBSCRIPTION
-from hemmon.service import free_port, wait_for_port
-from tests.services import Mosquitto, require
+from tests.services import Mosquitto, mosquitto, require
 
 PUBLISHERS = 64  # mosquitto_pub processes at once: each spends most of its life waiting
 BARE_CLIENT_ID = "bench-bare-paho"
@@ -37,23 +33,8 @@ RECEIVE_MAXIMUM = 1000  # as hemmon's own subscriber asks for
 def drain_broker() -> Iterator[Mosquitto]:
     """Mosquitto on a private port, in memory, queueing without a limit for sessions that
     are away (the default of 1,000 drops a backlog)."""
-    binary = require("mosquitto", "./scripts/setup installs Debian's mosquitto",
-                     also=("/usr/sbin",))
-    base = Path(tempfile.mkdtemp(prefix="hemmon-bench-mqtt-"))
-    port = free_port()
-    conf = base / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 0\nmax_queued_bytes 0\n"
-                    "max_inflight_messages 1000\n")
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
-        yield Mosquitto(port, process)
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(base, ignore_errors=True)
+    with mosquitto(queue="max_queued_messages 0\nmax_queued_bytes 0\n") as broker:
+        yield broker
 
 
 def _session_client(client_id: str) -> tuple[mqtt.Client, Properties]:

@@ -296,12 +296,16 @@ def cpu_line(per_1000: dict[str, float]) -> str:
     return ", ".join(f"{name} {s:.3f}" for name, s in per_1000.items())
 
 
-def report(r: dict[str, Any]) -> None:
-    b, bare, h, lat = r["backlog"], r["bare_paho"], r["hemmon"], r["latency"]
-    rows = [
+def backlog_rows(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """The machine, the settings, the backlog and the ceilings: the head of both drain
+    reports (this one and the Kafka path's)."""
+    b, bare = r["backlog"], r["bare_paho"]
+    settings = [("settings passed to hemmon",
+                 " ".join(f"{k}={v}" for k, v in r["settings"].items()))] if "settings" in r else []
+    return [
         ("machine", f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
                     f"{r['machine']['memory_gib']} GiB"),
-        ("settings passed to hemmon", " ".join(f"{k}={v}" for k, v in r["settings"].items())),
+        *settings,
         ("backlog", f"{b['messages']:,} messages = {b['readings']:,} readings,"
                     f" {b['patients']:,} patients"),
         ("  queued by mosquitto_pub (not timed)",
@@ -312,6 +316,13 @@ def report(r: dict[str, Any]) -> None:
          f" {1000 * bare['cpu_seconds'] / b['readings']:.3f} CPU s per 1,000 readings)"),
         ("ceiling: binary COPY of the same rows",
          f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
+    ]
+
+
+def report(r: dict[str, Any]) -> None:
+    h, lat = r["hemmon"], r["latency"]
+    rows = [
+        *backlog_rows(r),
         ("hemmon run drains it (stored and evaluated)",
          f"{h['messages_per_s']:,.0f} messages/s = {h['readings_per_s']:,.0f} readings/s"
          f" ({h['seconds']:.1f} s after {h['startup_seconds']:.1f} s start-up)"),

@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import backlog as mq
-from bench.drain import cpu_line, make_backlog, step
+from bench.drain import backlog_rows, cpu_line, make_backlog, step
 from bench.embedded import (
     bench_database,
     copy_rate,
@@ -208,20 +208,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(r: dict[str, Any]) -> None:
-    b, bare, k, lat = r["backlog"], r["bare_paho"], r["kafka_path"], r["latency"]
+    k, lat = r["kafka_path"], r["latency"]
     rows = [
-        ("machine", f"{r['machine']['cpu']}, {r['machine']['cores']} cores, "
-                    f"{r['machine']['memory_gib']} GiB"),
-        ("backlog", f"{b['messages']:,} messages = {b['readings']:,} readings,"
-                    f" {b['patients']:,} patients"),
-        ("  queued by mosquitto_pub (not timed)",
-         f"{b['publisher']['messages_per_s']:,.0f} messages/s"),
-        ("ceiling: bare paho drains the backlog (QoS 1)",
-         f"{bare['messages_per_s']:,.0f} messages/s ="
-         f" {b['readings'] / bare['seconds']:,.0f} readings/s ({bare['seconds']:.1f} s;"
-         f" {1000 * bare['cpu_seconds'] / b['readings']:.3f} CPU s per 1,000 readings)"),
-        ("ceiling: binary COPY of the same rows",
-         f"{r['ceiling_copy_readings_per_s']:,.0f} readings/s"),
+        *backlog_rows(r),
         ("ceiling: aiokafka produce -> consume (acks=all)",
          f"{r['ceiling_kafka_records_per_s']:,.0f} records/s"),
         (f"Kafka path ({r['workers']} workers, {r['partitions']} partitions) drains it",

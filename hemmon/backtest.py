@@ -108,12 +108,12 @@ class Backtest:
                 else device.online
             device.battery = status.report.battery if status.report.battery is not None \
                 else device.battery
-            self._poke(device)
+            self._poke()
         for device_id, seen in ingested.seen.items():
             device = self.devices[device_id]
             device.last_seen = max(device.last_seen, seen)
             device.battery = ingested.batteries.get(device_id, device.battery)
-            self._poke(device)
+            self._poke()
         for rejection in ingested.rejections + kept:
             if (mark := fingerprint(rejection)) not in self._fingerprints:
                 self._fingerprints.add(mark)
@@ -124,7 +124,7 @@ class Backtest:
             key = (r.patient_id, r.type.value)
             self._last[key] = max(self._last.get(key, r.measured_at), r.measured_at)
 
-    def _poke(self, device: _DeviceStatus) -> None:
+    def _poke(self) -> None:
         """A device notice may end (or a low battery begin) at the next sweep."""
         if self._poked is None:
             self._poked = self.now

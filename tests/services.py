@@ -108,8 +108,10 @@ class Mosquitto:
 
 
 @contextlib.contextmanager
-def mosquitto(auth: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
-    """A broker on a private port; `auth` replaces the anonymous default."""
+def mosquitto(auth: str = "allow_anonymous true\n",
+              queue: str = "max_queued_messages 100000\n") -> Iterator[Mosquitto]:
+    """A broker on a private port; `auth` replaces the anonymous default, `queue` the
+    limits of what it keeps for a session that is away."""
     binary = require("mosquitto", "./scripts/setup installs Debian's mosquitto",
                      also=("/usr/sbin",))
     base = Path(tempfile.mkdtemp(prefix="hemmon-test-mqtt-"))
@@ -117,7 +119,7 @@ def mosquitto(auth: str = "allow_anonymous true\n") -> Iterator[Mosquitto]:
     conf = base / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\n{auth}persistence false\n"
-        "max_queued_messages 100000\nmax_inflight_messages 1000\n"
+        f"{queue}max_inflight_messages 1000\n"
     )
     process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
