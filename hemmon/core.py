@@ -404,33 +404,11 @@ def message_feedback(normalised: Normalised, by_reading: Mapping[str, list[Findi
 
 
 def confirm_window(snap: RosterSnapshot) -> timedelta:
-    """How far back a sweep looks for readings held for a re-measurement: the longest
-    `confirm` of any rule, and a margin for readings that arrive late."""
+    """How long a reading may be held for a re-measurement: the longest `confirm` of any
+    rule, and a margin (the backtest runs this long past its last message)."""
     waits = [rule.confirm for rules in snap.rules.values() for rule in rules.rules
              if isinstance(rule, ThresholdRule | ChangeRule) and rule.confirm is not None]
     return max(waits) + CONFIRM_MARGIN if waits else timedelta(0)
-
-
-def confirm_held(snap: RosterSnapshot, state: SeriesState, since: datetime, now: datetime,
-                 zone: ZoneInfo = STOCKHOLM) -> Evaluation:
-    """The findings of readings measured since `since` whose confirm wait is over by
-    `now` (the sweep's half of `confirm`): every such reading is judged again with `now`,
-    so nothing held is lost across a restart; findings found before are the findings
-    table's to drop."""
-    found = Evaluation()
-    for patient, held in state.patients.items():
-        rules = snap.rules.get(patient)
-        if rules is None:
-            continue
-        targets = sorted((p for points in held.series.values() for p in points
-                          if p.measured_at >= since), key=lambda p: p.measured_at)
-        if not targets:
-            continue
-        outcome = evaluate_points(patient, rules.rules, rules.version, held.series, targets,
-                                  now=now, zone=zone)
-        found.findings.extend(outcome.findings)
-        found.pending.extend((patient, p) for p in outcome.pending)
-    return found
 
 
 _FORMATS = frozenset(f.value for f in SourceFormat)

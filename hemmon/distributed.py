@@ -63,6 +63,7 @@ from hemmon.ingest.storage import store_rejections
 from hemmon.ingest.topics import feedback_topic
 from hemmon.rules.engine import Clear
 from hemmon.rules.evaluate import Finding
+from hemmon.rules.storage import store_held
 
 from . import core, metrics
 from .core import Evaluation, Message
@@ -496,6 +497,7 @@ def _evaluate(pipeline: Pipeline, readings: list[Reading]) -> Evaluation:
     snap = pipeline.snapshot()
     with pipeline.connection.transaction():
         evaluation = pipeline.evaluate(snap, readings)
+        store_held(pipeline.connection, evaluation.pending)
         if evaluation.failed:
             _keep_failed(pipeline, readings, evaluation)
     pipeline.state.add(readings)

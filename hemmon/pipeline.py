@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,8 +46,9 @@ from hemmon.rules.schedule import missed
 from hemmon.rules.storage import (
     last_readings,
     load_series_since,
-    recent_patients,
     store_findings,
+    store_held,
+    take_due_held,
 )
 
 from .core import Evaluation, Ingested, Message, Reply
@@ -96,8 +97,6 @@ class Pipeline:
         self._checked = 0.0
         self.state = state if state is not None else core.SeriesState()
         self._trimmed = time.monotonic()
-        self._confirmed: datetime | None = None
-        """When held readings were last judged (the next sweep looks back from there)."""
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
@@ -138,12 +137,16 @@ class Pipeline:
         time (or of a reading older than what is held)."""
         missing = self.state.missing(snap, readings)
         if missing:
-            loaded = load_series_since(self._conn, missing)
-            for patient, since in missing.items():
-                self.state.install(patient, since,
-                                   (p for points in loaded[patient].values() for p in points))
+            self._load(self.state, missing)
             metrics.SERIES_LOADS.inc(len(missing))
         return core.evaluate(snap, self.state, readings, self._clock(), self._zone)
+
+    def _load(self, state: core.SeriesState, since: Mapping[str, datetime]) -> None:
+        """Fill `state` with each patient's stored readings measured since the given time."""
+        loaded = load_series_since(self._conn, since)
+        for patient, start in since.items():
+            state.install(patient, start,
+                          (p for points in loaded[patient].values() for p in points))
 
     def alert(self, snap: RosterSnapshot, evaluation: Evaluation,
               now: datetime) -> list[Change]:
@@ -172,6 +175,7 @@ class Pipeline:
             evaluation = self.evaluate(snap, ingested.readings)
             kept = self.kept_for_bugs(ingested, evaluation)
             stored = self.store(ingested, kept)
+            store_held(self._conn, evaluation.pending)
             changes = self.alert(snap, evaluation, now)
         self.state.add(ingested.readings)
         self.trim()
@@ -210,32 +214,23 @@ class Pipeline:
         self.sweep_escalations()
 
     def sweep_confirmations(self) -> None:
-        """Readings held for a re-measurement (a rule's `confirm`) whose wait is over and
-        that no normal value contradicted now alert. Read afresh from the database, so
-        that nothing held is lost in a restart and a pipeline process's newer readings
-        count (this may run beside the processes that own the patients)."""
+        """Readings held for a re-measurement (a rule's `confirm`) whose wait is over, and
+        that no normal value contradicted, now alert. They are kept in the database with
+        the batch that held them, so a restart loses none, and judged against the
+        patient's series as stored now (a pipeline process may have added to it)."""
         now = self._clock()
         snap = self.snapshot()
-        window = core.confirm_window(snap)
-        if not window:
-            return
-        # back to the last sweep's window (sweeps may be far apart on a compressed clock),
-        # and after a start the last day: what was held when the process stopped
-        since = (self._confirmed or now - core.STALE_AFTER + window) - window
         with self._conn.transaction():
-            patients = recent_patients(self._conn, since)
-            if not patients:
-                self._confirmed = now
+            due = take_due_held(self._conn, now)
+            if not due:
                 return
             fresh = core.SeriesState()
-            span = max(lookback(snap.rules[p].rules) for p in patients if p in snap.rules)
-            loaded = load_series_since(self._conn, {p: since - span for p in patients})
-            for patient in patients:
-                fresh.install(patient, since - span,
-                              (p for points in loaded[patient].values() for p in points))
-            evaluation = core.confirm_held(snap, fresh, since, now, self._zone)
+            self._load(fresh, {
+                patient: min(p.measured_at for q, p in due if q == patient)
+                - lookback(snap.rules[patient].rules)
+                for patient, _ in due if patient in snap.rules})
+            evaluation = core.evaluate_pending(snap, fresh, due, now, self._zone)
             changes = self.alert(snap, evaluation, now)
-        self._confirmed = now
         count_alerts(changes, {}, now)
 
     def sweep_escalations(self) -> None:

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from hemmon.ingest.model import MeasurementType
 from hemmon.ingest.storage import inserted
 
-from .engine import Point
+from .engine import Pending, Point
 from .evaluate import Finding
 from .model import Rule
 from .templates import effective_rules
@@ -52,11 +52,26 @@ def load_series_since(conn: Connection, since: Mapping[str, datetime]) -> Series
     return found
 
 
-def recent_patients(conn: Connection, since: datetime) -> list[str]:
-    """The patients with a reading measured since then."""
-    rows = conn.execute("SELECT DISTINCT patient_id FROM readings WHERE measured_at >= %s"
-                        " ORDER BY 1", (since,)).fetchall()
-    return [str(r[0]) for r in rows]
+def store_held(conn: Connection, held: Sequence[tuple[str, Pending]]) -> None:
+    """Keep the readings a rule holds back for a re-measurement (once each)."""
+    if not held:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO held_readings (patient_id, rule, reading_key, measured_at, due_at)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            [(patient, p.rule_key, p.reading_key, p.measured_at, p.due_at)
+             for patient, p in held])
+
+
+def take_due_held(conn: Connection, now: datetime) -> list[tuple[str, Pending]]:
+    """The held readings whose wait is over, removed in the caller's transaction (locked
+    rows another sweep holds are left to it)."""
+    rows = conn.execute(
+        "DELETE FROM held_readings WHERE ctid IN (SELECT ctid FROM held_readings"
+        " WHERE due_at <= %s FOR UPDATE SKIP LOCKED)"
+        " RETURNING patient_id, rule, reading_key, measured_at, due_at", (now,)).fetchall()
+    return sorted((str(r[0]), Pending(str(r[1]), str(r[2]), r[3], r[4])) for r in rows)
 
 
 def store_findings(conn: Connection, findings: Sequence[Finding],

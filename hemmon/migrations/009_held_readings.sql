@@ -1,3 +1,12 @@
--- The sweep that confirms held readings (a rule's `confirm`) asks which patients measured
--- in the last minutes: by time alone. (A TimescaleDB hypertable has such an index already.)
-CREATE INDEX IF NOT EXISTS readings_measured_at ON readings (measured_at DESC);
+-- Readings a rule holds back for a re-measurement (its `confirm` wait): written with the
+-- batch that held them, judged again by the sweep when their wait is over, then removed.
+-- In the database, not in a process's memory, so a restart or a rebalance loses none.
+CREATE TABLE held_readings (
+    patient_id  text NOT NULL,
+    rule        text NOT NULL,
+    reading_key text NOT NULL,
+    measured_at timestamptz NOT NULL,
+    due_at      timestamptz NOT NULL,
+    PRIMARY KEY (patient_id, rule, reading_key, measured_at)
+);
+CREATE INDEX held_readings_due ON held_readings (due_at);
