@@ -71,7 +71,8 @@ def take_due_held(conn: Connection, now: datetime) -> list[tuple[str, Pending]]:
         "DELETE FROM held_readings WHERE ctid IN (SELECT ctid FROM held_readings"
         " WHERE due_at <= %s FOR UPDATE SKIP LOCKED)"
         " RETURNING patient_id, rule, reading_key, measured_at, due_at", (now,)).fetchall()
-    return sorted((str(r[0]), Pending(str(r[1]), str(r[2]), r[3], r[4])) for r in rows)
+    return sorted(((str(r[0]), Pending(str(r[1]), str(r[2]), r[3], r[4])) for r in rows),
+                  key=lambda held: (held[0], held[1].measured_at, held[1].rule_key))
 
 
 def store_findings(conn: Connection, findings: Sequence[Finding],

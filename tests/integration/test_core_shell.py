@@ -130,17 +130,19 @@ def test_a_held_red_alerts_when_its_wait_is_over_unless_a_normal_value_contradic
     other = Device(mqtt, "dev-0002")  # p-0002: COPD template, SpO2 waits 12 minutes
     try:
         with running_service(roster_db, mqtt, clock=clock, sweep_seconds=0.1) as running:
-            other.publish(native(("spo2", 84, "%"), measured_at=clock()))
+            # two held values of one patient (SpO2 and pulse wait for a re-measurement)
+            other.publish(native(("spo2", 84, "%"), ("heart_rate", 112, "/min"),
+                                 measured_at=clock()))
             told = other.next_feedback()
             assert (told["status"], told["text"][:28]) == ("yellow", "Värdet ser avvikande ut. Sit")
             if again is not None:
-                other.publish(native(("spo2", again, "%"), measured_at=clock()
-                                     + timedelta(minutes=3)))
+                other.publish(native(("spo2", again, "%"), ("heart_rate", 80, "/min"),
+                                     measured_at=clock() + timedelta(minutes=3)))
                 assert other.next_feedback()["status"] == "green"
             clock.offset = timedelta(minutes=13)  # the wait is over; a sweep every 0.1 s
             if alerted:
-                wait_until(lambda: running.get("/api/v1/alerts").json()["alerts"],
-                           what="the confirmed alert")
+                wait_until(lambda: len(running.get("/api/v1/alerts").json()["alerts"]) == 2,
+                           what="the confirmed alerts")
             else:
                 import time
 
@@ -149,4 +151,5 @@ def test_a_held_red_alerts_when_its_wait_is_over_unless_a_normal_value_contradic
                       running.get("/api/v1/alerts").json()["alerts"]]
     finally:
         other.close()
-    assert alerts == ([("threshold:spo2", "red")] if alerted else [])
+    assert sorted(alerts) == ([("threshold:heart_rate", "yellow"), ("threshold:spo2", "red")]
+                              if alerted else [])
