@@ -14,7 +14,7 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class Prometheus:
 @pytest.fixture
 def prometheus_and_hemmon(roster_db: str, mqtt: MqttAddress,
                           tmp_path: Path) -> Iterator[tuple[Prometheus, Running, Clock]]:
-    clock = Clock()
+    clock = Clock().in_office_hours()  # the red alert escalates after 30 minutes
     with running_service(roster_db, mqtt, clock=clock, sweep_seconds=1) as running:
         port = str(running.http.base_url).rsplit(":", 1)[1].strip("/")
         prometheus = Prometheus(tmp_path, {f"127.0.0.1:{port}": "embedded"})
@@ -112,8 +112,8 @@ def prometheus_and_hemmon(roster_db: str, mqtt: MqttAddress,
             prometheus.stop()
 
 
-def fhir_with_a_skipped_part() -> dict[str, Any]:
-    now = datetime.now(UTC).isoformat()
+def fhir_with_a_skipped_part(at: datetime) -> dict[str, Any]:
+    now = at.isoformat()
     mdc = "urn:iso:std:iso:11073:10101"
     return {"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": {"resourceType": "Observation", "id": uuid.uuid4().hex, "status": "final",
@@ -141,11 +141,11 @@ def test_prometheus_scrapes_hemmon_and_its_alert_rules_fire(
     prometheus, running, clock = prometheus_and_hemmon
     anna = running.token(Principal(user="nurse-anna", role="nurse", unit_id="hc-stugun"))
     device.publish(native(("blood_pressure_systolic", 165, "mm[Hg]"),
-                          ("blood_pressure_diastolic", 85, "mm[Hg]")))
+                          ("blood_pressure_diastolic", 85, "mm[Hg]"), measured_at=clock()))
     assert device.next_feedback()["status"] == "yellow"
-    device.publish(fhir_with_a_skipped_part(), fmt="fhir")
+    device.publish(fhir_with_a_skipped_part(clock()), fmt="fhir")
     device.next_feedback()
-    device.publish(native(("spo2", 85, "%")))
+    device.publish(native(("spo2", 85, "%"), measured_at=clock()))
     assert device.next_feedback()["status"] == "red"
     for n in range(4):
         device.publish(f"not json, number {n}".encode())  # different bytes: new rejections

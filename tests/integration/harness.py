@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from datetime import time as time_of_day
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hemmon.alerts import credentials
 from hemmon.alerts.access import Principal
+from hemmon.alerts.routing import STOCKHOLM, is_holiday
 from hemmon.alerts.signin import AuthConfig
 from hemmon.db import connect
 from hemmon.service import Service, ServiceConfig
@@ -37,6 +39,16 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
+
+    def in_office_hours(self) -> Clock:
+        """Moved to the next weekday morning (10:00, Stockholm) that is no Swedish holiday,
+        after the roster was loaded: a red alert then goes to the fast vårdkontakt whatever
+        the hour the tests run at. Readings must then be measured at this clock's time."""
+        day = datetime.now(STOCKHOLM).date() + timedelta(days=1)
+        while day.weekday() >= 5 or is_holiday(day):
+            day += timedelta(days=1)
+        self.offset = datetime.combine(day, time_of_day(10), STOCKHOLM) - datetime.now(UTC)
+        return self
 
 
 @dataclass

@@ -207,10 +207,10 @@ def service_with_journal(database_url: str, address: MqttAddress, clock: Clock,
 def test_each_alert_event_reaches_the_journal_once_in_effect_through_two_failures(
     roster_db: str, mqtt: MqttAddress, device: Device, journal: FakeJournal
 ) -> None:
-    clock = Clock()
+    clock = Clock().in_office_hours()  # no page: the journal's Bundles are all there is
     url = f"http://127.0.0.1:{journal.server_address[1]}/fhir"
     with service_with_journal(roster_db, mqtt, clock, url) as http:
-        device.publish(native(("spo2", 85, "%")))
+        device.publish(native(("spo2", 85, "%"), measured_at=clock()))
         assert device.next_feedback()["status"] == "red"
         [alert] = [a for a in http.get("/api/v1/alerts").json()["alerts"]
                    if a["category"] == "clinical"]

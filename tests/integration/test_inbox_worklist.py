@@ -18,7 +18,7 @@ from hemmon.roster import RosterError, RosterFile, load_roster, read_roster
 from hemmon.settings import MqttAddress
 
 from ..conftest import ROSTER
-from .harness import Device, Running, running_service
+from .harness import Clock, Device, Running, running_service
 from .test_embedded_pipeline import native
 
 NAME = "Tora Testsson"
@@ -58,7 +58,8 @@ def named_db(database_url: str) -> str:
 
 @pytest.fixture
 def running(named_db: str, mqtt: MqttAddress) -> Iterator[Running]:
-    with running_service(named_db, mqtt) as service:
+    # a red alert goes to the fast vårdkontakt, not the mobile team, at any hour of the run
+    with running_service(named_db, mqtt, clock=Clock().in_office_hours()) as service:
         yield service
 
 
@@ -67,7 +68,7 @@ def red_alert(running: Running, mqtt: MqttAddress, readings: int = 1) -> tuple[i
     device = Device(mqtt, "dev-0001")
     feedback = []
     try:
-        start = datetime.now(UTC) - timedelta(minutes=readings)
+        start = running.service.config.clock() - timedelta(minutes=readings)
         for i in range(readings):
             device.publish(native(("spo2", 86 - i % 3, "%"),
                                   measured_at=start + timedelta(minutes=i)))
